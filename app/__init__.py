@@ -1,0 +1,3 @@
+"""Layotto for Python: the HTTP side of the runtime (FastAPI app, routers, CLI)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,234 @@
+"""The one table from errors to Dapr's wire: error code, HTTP status and body.
+
+Two body formats coexist in Dapr, and both are produced here:
+* legacy ``{"errorCode": "...", "message": "..."}``;
+* rich, with ``details`` (google.rpc ErrorInfo / ResourceInfo / BadRequest / Help), for the errors Dapr
+  builds with its newer error kit (state store lookup, illegal keys, query, transaction support).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from building_blocks.errors import (
+    BulkError,
+    ComponentNotConfigured,
+    ComponentNotFound,
+    ETagInvalid,
+    ETagMismatch,
+    FeatureNotSupported,
+    IllegalKey,
+    InvalidRequest,
+    Operation,
+    OperationFailed,
+    TooManyOperations,
+    UnsupportedOperation,
+)
+
+__all__ = ("ApiError", "error_response", "render_error")
+
+log = logging.getLogger(__name__)
+
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+RESOURCE_INFO = "type.googleapis.com/google.rpc.ResourceInfo"
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+HELP = "type.googleapis.com/google.rpc.Help"
+STATE_STORES_DOCS = "https://docs.dapr.io/reference/components-reference/supported-state-stores/"
+
+
+class ApiError(Exception):
+    """An error that exists only at the HTTP layer (health, routing, auth), already in Dapr's terms."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
+    body: dict[str, Any] = {"errorCode": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return Response(orjson.dumps(body), status, media_type="application/json")
+
+
+def _error_info(reason: str, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"@type": ERROR_INFO, "reason": reason, "domain": "dapr.io", "metadata": metadata}
+
+
+def _resource_info(resource_type: str, name: str) -> dict[str, Any]:
+    return {
+        "@type": RESOURCE_INFO,
+        "resource_type": resource_type,
+        "resource_name": name,
+        "owner": "",
+        "description": "",
+    }
+
+
+# -- block operation failures: (code, message) by operation, status by the failure's kind -------------------
+
+_OPERATION_CODES: dict[Operation, tuple[str, Callable[[OperationFailed], str]]] = {
+    Operation.STATE_GET: ("ERR_STATE_GET", lambda e: f"fail to get {e.key} from state store {e.store}: {e.cause}"),
+    Operation.STATE_SAVE: ("ERR_STATE_SAVE", lambda e: f"failed saving state in state store {e.store}: {e.cause}"),
+    Operation.STATE_DELETE: ("ERR_STATE_DELETE", lambda e: f"failed deleting state with key {e.key}: {e.cause}"),
+    Operation.STATE_BULK_GET: ("ERR_STATE_BULK_GET", lambda e: str(e.cause)),
+    Operation.STATE_TRANSACTION: (
+        "ERR_STATE_TRANSACTION",
+        lambda e: f"error while executing state transaction: {e.cause}",
+    ),
+    Operation.SECRET_GET: (
+        "ERR_SECRET_GET",
+        lambda e: f"failed getting secret with key {e.key} from secret store {e.store}: {e.cause}",
+    ),
+    Operation.SECRET_BULK_GET: (
+        "ERR_SECRET_GET",
+        lambda e: f"failed getting secrets from secret store {e.store}: {e.cause}",
+    ),
+}
+
+_ETAG_STATUS_OPERATIONS = (Operation.STATE_SAVE, Operation.STATE_DELETE)
+
+
+def _operation_failed(error: OperationFailed, app_id: str) -> Response:
+    if error.operation is Operation.STATE_QUERY:
+        return error_response(
+            500,
+            "ERR_STATE_QUERY",
+            f"state store {error.store} query failed: {error.cause}",
+            [_error_info("DAPR_STATE_QUERY_FAILED"), _resource_info("state", error.store)],
+        )
+    code, message = _OPERATION_CODES[error.operation]
+    if error.operation in _ETAG_STATUS_OPERATIONS:
+        cause = error.cause
+        if isinstance(cause, BulkError):
+            cause = cause.first(ETagMismatch) or cause.first(ETagInvalid) or cause
+        prefix = message(OperationFailed(error.operation, error.store, Exception(""), error.key))
+        if isinstance(cause, ETagMismatch):
+            detail = f"possible etag mismatch. error from state store: {error.cause}"
+            return error_response(409, code, prefix + detail)
+        if isinstance(cause, ETagInvalid):
+            return error_response(400, code, f"{prefix}invalid etag value: {error.cause}")
+    return error_response(500, code, message(error))
+
+
+# -- everything else ----------------------------------------------------------------------------------------
+
+
+def _not_configured(error: ComponentNotConfigured, app_id: str) -> Response:
+    if error.block == "state store":
+        return error_response(
+            500,
+            "ERR_STATE_STORE_NOT_CONFIGURED",
+            f"state store {error.name} is not configured",
+            [_error_info("DAPR_STATE_NOT_CONFIGURED", {"appID": app_id})],
+        )
+    if error.block == "secret store":
+        return error_response(500, "ERR_SECRET_STORES_NOT_CONFIGURED", "secret store is not configured")
+    return error_response(500, "ERR_INTERNAL", str(error))
+
+
+def _not_found(error: ComponentNotFound, app_id: str) -> Response:
+    if error.block == "state store":
+        return error_response(
+            400,
+            "ERR_STATE_STORE_NOT_FOUND",
+            f"state store {error.name} is not found",
+            [_error_info("DAPR_STATE_NOT_FOUND", {"appID": app_id})],
+        )
+    if error.block == "secret store":
+        return error_response(401, "ERR_SECRET_STORE_NOT_FOUND", f"failed finding secret store with key {error.name}")
+    return error_response(400, "ERR_BAD_REQUEST", str(error))
+
+
+def _illegal_key(error: IllegalKey, app_id: str) -> Response:
+    message = f"api error: code = InvalidArgument desc = {error}"
+    return error_response(
+        400,
+        "ERR_MALFORMED_REQUEST",
+        message,
+        [
+            {"@type": BAD_REQUEST, "field_violations": [{"field": error.key, "description": message}]},
+            _resource_info("state", error.store),
+            _error_info("DAPR_STATE_ILLEGAL_KEY"),
+        ],
+    )
+
+
+def _too_many(error: TooManyOperations, app_id: str) -> Response:
+    metadata = {"currentOpsTransaction": str(error.count), "maxOpsPerTransaction": str(error.limit)}
+    return error_response(
+        400,
+        "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS",
+        str(error),
+        [_error_info("DAPR_STATE_TOO_MANY_TRANSACTIONS", metadata)],
+    )
+
+
+def _not_supported(error: FeatureNotSupported, app_id: str) -> Response:
+    if error.feature == "querying":
+        return error_response(
+            500,
+            "ERR_STATE_STORE_NOT_SUPPORTED",
+            "state store does not support querying",
+            [_resource_info("state", error.store), _error_info("DAPR_STATE_QUERYING_NOT_SUPPORTED")],
+        )
+    return error_response(
+        500,
+        "ERR_STATE_STORE_NOT_SUPPORTED",
+        f"state store {error.store} doesn't support transactions",
+        [
+            {
+                "@type": HELP,
+                "links": [
+                    {
+                        "description": "Check the list of state stores and the features they support",
+                        "url": STATE_STORES_DOCS,
+                    }
+                ],
+            },
+            _resource_info("state", error.store),
+            _error_info("DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED"),
+        ],
+    )
+
+
+def _api_error(error: ApiError, app_id: str) -> Response:
+    return error_response(error.status, error.code, error.message)
+
+
+def _unsupported_operation(error: UnsupportedOperation, app_id: str) -> Response:
+    return error_response(400, "ERR_NOT_SUPPORTED_STATE_OPERATION", str(error))
+
+
+def _invalid_request(error: InvalidRequest, app_id: str) -> Response:
+    return error_response(400, "ERR_MALFORMED_REQUEST", str(error))
+
+
+_RENDERERS: dict[type[Exception], Callable[[Any, str], Response]] = {
+    ApiError: _api_error,
+    OperationFailed: _operation_failed,
+    ComponentNotConfigured: _not_configured,
+    ComponentNotFound: _not_found,
+    IllegalKey: _illegal_key,
+    TooManyOperations: _too_many,
+    UnsupportedOperation: _unsupported_operation,
+    InvalidRequest: _invalid_request,
+    FeatureNotSupported: _not_supported,
+}
+
+
+def render_error(error: Exception, app_id: str) -> Response:
+    """Dapr's response for ``error``; the most specific entry of the table wins (MRO order)."""
+    for kind in type(error).__mro__:
+        renderer = _RENDERERS.get(kind)
+        if renderer is not None:
+            return renderer(error, app_id)
+    log.error("unexpected error", exc_info=error)
+    return error_response(500, "ERROR", str(error) or type(error).__name__)

@@ -1,0 +1,60 @@
+"""Small HTTP helpers shared by the routers: request metadata, JSON bodies, responses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from building_blocks.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+__all__ = ("EMPTY", "json_body", "json_response", "query_metadata", "runtime_of")
+
+EMPTY: dict[str, str] = {}
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def query_metadata(request: Request) -> dict[str, str]:
+    """``metadata.<name>`` query parameters, prefix removed; the first value of a name wins."""
+    raw: bytes = request.scope["query_string"]
+    if b"metadata." not in raw:
+        return EMPTY
+    metadata: dict[str, str] = {}
+    for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        if name.startswith("metadata.") and len(name) > 9:
+            metadata.setdefault(name[9:], value)
+    return metadata
+
+
+async def json_body(request: Request, prefix: str = "") -> Any:
+    """The decoded JSON body; ``InvalidRequest`` with a decoder message when it is not JSON."""
+    body = await request.body()
+    if not body.strip():
+        raise InvalidRequest(f"{prefix}EOF")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"{prefix}{exc}") from None
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status, headers, media_type="application/json")
+
+
+def raw_json(value: bytes) -> Any:
+    """A stored value to embed in a JSON response: as-is when it is JSON, else as a JSON string."""
+    try:
+        orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value.decode(errors="replace")
+    return orjson.Fragment(value)

@@ -1,0 +1,64 @@
+"""``create_app(settings)``: the FastAPI app, its routers, error handling and lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.errors import ApiError, error_response, render_error
+from app.middleware import SidecarMiddleware
+from app.routers import health, invoke, metadata, secrets, state
+from app.runtime import Runtime
+from app.settings import Settings
+from building_blocks.errors import LayottoError
+
+__all__ = ("create_app",)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The sidecar app. Pass a prepared ``runtime`` to reuse it; otherwise one is made from ``settings``."""
+    runtime = runtime or Runtime(settings or Settings.from_environment())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="Layotto for Python",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.runtime = runtime
+    for module in (health, metadata, state, secrets, invoke):
+        app.include_router(module.router)
+    app.include_router(invoke.fallback_router)  # last: every unmatched path and method
+
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        return render_error(exc, runtime.settings.app_id)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error_response(exc.status_code, "ERR_BAD_REQUEST", str(exc.detail))
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        return error_response(400, "ERR_MALFORMED_REQUEST", str(exc))
+
+    app.add_exception_handler(LayottoError, domain_error)
+    app.add_exception_handler(ApiError, domain_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, domain_error)
+    app.add_middleware(SidecarMiddleware, runtime=runtime)
+    return app

@@ -1,0 +1,57 @@
+"""Metadata API (``/v1.0/metadata``) and shutdown (``/v1.0/shutdown``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import __version__
+from app.http import json_response, runtime_of
+
+__all__ = ("router",)
+
+router = APIRouter(tags=["metadata"])
+
+
+@router.get("/v1.0/metadata")
+async def get_metadata(request: Request) -> Response:
+    runtime = runtime_of(request)
+    settings = runtime.settings
+    components = []
+    for loaded in runtime.components:
+        entry: dict[str, Any] = {"name": loaded.spec.name, "type": loaded.spec.type, "version": loaded.spec.version}
+        if capabilities := loaded.capabilities:
+            entry["capabilities"] = capabilities
+        components.append(entry)
+    connection: dict[str, Any] = {"protocol": settings.app_protocol, "channelAddress": settings.app_channel_address}
+    if settings.app_port:
+        connection["port"] = settings.app_port
+    return json_response(
+        {
+            "id": settings.app_id,
+            "runtimeVersion": __version__,
+            "enabledFeatures": [],
+            "actors": [],
+            "components": components,
+            "extended": {**runtime.extended, "daprRuntimeVersion": __version__},
+            "subscriptions": [],
+            "httpEndpoints": [],
+            "appConnectionProperties": connection,
+        }
+    )
+
+
+@router.put("/v1.0/metadata/{attribute}")
+async def put_metadata(request: Request, attribute: str) -> Response:
+    runtime_of(request).extended[attribute] = (await request.body()).decode(errors="replace")
+    return Response(status_code=204)
+
+
+@router.post("/v1.0/shutdown")
+async def shutdown(request: Request) -> Response:
+    force = request.headers.get("dapr-force-shutdown", "").lower() == "true"
+    runtime_of(request).request_shutdown(force=force)
+    return Response(status_code=204)

@@ -1,0 +1,111 @@
+"""State API: ``/v1.0/state/...`` and ``/v1.0-alpha1/state/{store}/query``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.http import json_body, json_response, query_metadata, raw_json, runtime_of
+from building_blocks.state.base import GetResponse
+
+__all__ = ("router",)
+
+router = APIRouter(tags=["state"])
+NO_CONTENT = 204
+
+
+def _expire_time(expires_at: float) -> str:
+    return datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _item_metadata(item: GetResponse) -> dict[str, str]:
+    return {"ttlExpireTime": _expire_time(item.expires_at)} if item.expires_at is not None else {}
+
+
+@router.get("/v1.0/state/{store_name}/{key:path}")
+async def get_state(request: Request, store_name: str, key: str) -> Response:
+    item = await runtime_of(request).state.get(
+        store_name, key, request.query_params.get("consistency", ""), query_metadata(request)
+    )
+    if item is None:
+        return Response(status_code=NO_CONTENT)
+    headers = {}
+    if item.etag is not None:
+        headers["etag"] = item.etag
+    if item.expires_at is not None:
+        headers["metadata.ttlExpireTime"] = _expire_time(item.expires_at)
+    return Response(item.value, headers=headers, media_type="application/json")
+
+
+@router.api_route("/v1.0/state/{store_name}", methods=["POST", "PUT"])
+async def save_state(request: Request, store_name: str) -> Response:
+    runtime = runtime_of(request)
+    runtime.state.check_store(store_name)
+    await runtime.state.save(store_name, await json_body(request), query_metadata(request))
+    return Response(status_code=NO_CONTENT)
+
+
+@router.delete("/v1.0/state/{store_name}/{key:path}")
+async def delete_state(request: Request, store_name: str, key: str) -> Response:
+    params = request.query_params
+    await runtime_of(request).state.delete(
+        store_name,
+        key,
+        request.headers.get("if-match"),
+        params.get("concurrency", ""),
+        params.get("consistency", ""),
+        query_metadata(request),
+    )
+    return Response(status_code=NO_CONTENT)
+
+
+@router.api_route("/v1.0/state/{store_name}/bulk", methods=["POST", "PUT"])
+async def bulk_get_state(request: Request, store_name: str) -> Response:
+    runtime = runtime_of(request)
+    runtime.state.check_store(store_name)
+    body = await json_body(request, "failed deserializing HTTP body: ")
+    items = await runtime.state.bulk_get(store_name, body, query_metadata(request))
+    entries: list[dict[str, Any]] = []
+    for item in items:
+        entry: dict[str, Any] = {"key": item.key}
+        if item.response is not None:
+            entry["data"] = raw_json(item.response.value)
+            if item.response.etag:
+                entry["etag"] = item.response.etag
+            if metadata := _item_metadata(item.response):
+                entry["metadata"] = metadata
+        if item.error:
+            entry["error"] = item.error
+        entries.append(entry)
+    return json_response(entries)
+
+
+@router.api_route("/v1.0/state/{store_name}/transaction", methods=["POST", "PUT"])
+async def transact_state(request: Request, store_name: str) -> Response:
+    runtime = runtime_of(request)
+    runtime.state.check_store(store_name)
+    await runtime.state.transact(store_name, await json_body(request), query_metadata(request))
+    return Response(status_code=NO_CONTENT)
+
+
+@router.api_route("/v1.0-alpha1/state/{store_name}/query", methods=["POST", "PUT"])
+async def query_state(request: Request, store_name: str) -> Response:
+    response = await runtime_of(request).state.query(store_name, await request.body(), query_metadata(request))
+    if not response.results:
+        return Response(status_code=NO_CONTENT)
+    results = []
+    for result in response.results:
+        entry: dict[str, Any] = {"key": result.key, "data": raw_json(result.value)}
+        if result.etag:
+            entry["etag"] = result.etag
+        results.append(entry)
+    body: dict[str, Any] = {"results": results}
+    if response.token:
+        body["token"] = response.token
+    if response.metadata:
+        body["metadata"] = dict(response.metadata)
+    return json_response(body)

@@ -1,0 +1,206 @@
+"""The runtime: loads the resources, builds every component, owns their lifecycle and the blocks.
+
+Start-up has two steps:
+1. ``prepare()`` reads the resource files, initialises the secret stores (other components' metadata may
+   reference them), resolves metadata and constructs every component. Any problem is a ``SpecError``
+   naming the file, the component and the problem; nothing is served.
+2. ``start()`` connects every other component concurrently, in the background, while the HTTP server
+   already answers ``/v1.0/healthz`` with 500. Once all are up, the blocks are filled and the runtime is
+   ready; if one fails (and is not ``ignoreErrors``), ``failure`` says why and the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.app_channel import AppChannel
+from app.settings import Settings
+from building_blocks.component import Component, ComponentContext, Metadata
+from building_blocks.errors import LayottoError, SpecError
+from building_blocks.registry import block_of, resolve
+from building_blocks.secretstores.base import SecretStore
+from building_blocks.secretstores.block import SecretBlock
+from building_blocks.specs import ComponentSpec, load_resources, resolve_metadata
+from building_blocks.state.base import Feature as StateFeature
+from building_blocks.state.base import StateStore
+from building_blocks.state.block import KeyPrefixer, StateBlock
+
+__all__ = ("LoadedComponent", "Runtime")
+
+log = logging.getLogger("layotto.runtime")
+
+
+@dataclass(slots=True)
+class LoadedComponent:
+    spec: ComponentSpec
+    component: Component
+    ready: bool = False
+
+    @property
+    def capabilities(self) -> list[str]:
+        features = sorted(str(f) for f in getattr(self.component, "features", ()))
+        if isinstance(self.component, StateStore) and {StateFeature.ETAG, StateFeature.TRANSACTIONAL} <= set(
+            self.component.features
+        ):
+            features.append("ACTOR")
+        return features
+
+
+class Runtime:
+    """Every loaded component and the building blocks that serve them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = StateBlock()
+        self.secrets = SecretBlock()
+        self.components: list[LoadedComponent] = []
+        self.extended: dict[str, str] = {}
+        self.failure = ""
+        self.started_at = time.monotonic()
+        self.ready_at: float | None = None
+        self._ready = asyncio.Event()
+        self._prepared = False
+        self._prefixers: dict[str, KeyPrefixer] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.on_failure: Callable[[str], None] = lambda reason: None
+        #: Called by ``POST /v1.0/shutdown`` (``force`` = skip the graceful drain); set by the server.
+        self.shutdown_handler: Callable[[bool], None] = lambda force: log.warning("shutdown requested, no server")
+        self.app_channel = AppChannel(settings.app_channel_address, settings.app_port) if settings.app_port else None
+        self._app_task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    def not_ready_targets(self) -> list[str]:
+        """What the sidecar still waits for before it is healthy (empty when healthy)."""
+        targets = [] if self.ready else ["components"]
+        if self.app_channel is not None and not self.app_channel.listening:
+            targets.append("app")
+        return targets
+
+    def request_shutdown(self, force: bool = False) -> None:
+        self.shutdown_handler(force)
+
+    def _context(self) -> ComponentContext:
+        return ComponentContext(app_id=self.settings.app_id, namespace=self.settings.namespace)
+
+    def _construct(self, spec: ComponentSpec, values: dict[str, str]) -> Component:
+        cls = resolve(spec.type, spec.version)
+        expected = {"state": StateStore, "secretstores": SecretStore}.get(block_of(spec.type), Component)
+        if not issubclass(cls, expected):
+            raise SpecError(f"{spec.where}: type is not a {block_of(spec.type)} component")
+        return cls(spec.name, Metadata(values, spec.where), self._context())
+
+    async def _secret(self, store: str, name: str, key: str) -> str:
+        try:
+            secret = await self.secrets.get(store, name)
+        except LayottoError as exc:
+            raise SpecError(f"secretKeyRef {name}/{key} in secret store {store}: {exc}") from None
+        if key not in secret:
+            raise SpecError(f"secretKeyRef: secret {name} in secret store {store} has no key '{key}'")
+        return secret[key]
+
+    async def prepare(self) -> None:
+        """Step 1: load and construct everything; raises ``SpecError`` (one line) on any problem."""
+        if self._prepared:
+            return
+        settings = self.settings
+        resources = load_resources(settings.resources_paths, settings.app_id)
+        specs = resources.components
+        secret_specs = [s for s in specs if block_of(s.type) == "secretstores"]
+        for spec in secret_specs:
+            if any(item.secret_ref for item in spec.metadata):
+                raise SpecError(f"{spec.where}: a secret store can't use secretKeyRef")
+            store = self._construct(spec, await resolve_metadata(spec, settings.environ, self._secret))
+            try:
+                await asyncio.wait_for(store.init(), spec.init_timeout)
+            except (LayottoError, TimeoutError) as exc:
+                raise SpecError(f"{spec.where}: init failed: {exc or 'timed out'}") from None
+            assert isinstance(store, SecretStore)
+            self.secrets.add(store)
+            self.components.append(LoadedComponent(spec, store, ready=True))
+        for spec in specs:
+            if spec in secret_specs:
+                continue
+            try:
+                values = await resolve_metadata(
+                    spec, settings.environ, self._secret, settings.app_id, settings.namespace
+                )
+            except SpecError as exc:
+                message = str(exc)
+                raise SpecError(message if message.startswith(spec.source) else f"{spec.where}: {message}") from None
+            component = self._construct(spec, values)
+            if isinstance(component, StateStore):
+                strategy = component.metadata.get("keyPrefix", "")
+                self._prefixers[spec.name] = KeyPrefixer(
+                    strategy, spec.name, settings.app_id, settings.namespace, spec.where
+                )
+            self.components.append(LoadedComponent(spec, component))
+        self._prepared = True
+
+    async def _init_one(self, loaded: LoadedComponent) -> None:
+        spec = loaded.spec
+        try:
+            await asyncio.wait_for(loaded.component.init(), spec.init_timeout)
+        except Exception as exc:
+            problem = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)
+            message = f"{spec.where}: init failed: {problem}"
+            if spec.ignore_errors:
+                log.warning("%s (ignored: ignoreErrors is set)", message)
+                return
+            raise SpecError(message) from exc
+        loaded.ready = True
+
+    def _register(self, loaded: LoadedComponent) -> None:
+        component = loaded.component
+        if isinstance(component, StateStore):
+            self.state.add(component, self._prefixers[component.name])
+
+    async def _initialise(self) -> None:
+        pending = [c for c in self.components if not c.ready]
+        try:
+            await asyncio.gather(*(self._init_one(c) for c in pending))
+        except SpecError as exc:
+            self.failure = str(exc)
+            log.error("%s", exc)
+            self.on_failure(self.failure)
+            return
+        for loaded in self.components:
+            if loaded.ready:
+                self._register(loaded)
+        self.ready_at = time.monotonic()
+        self._ready.set()
+        log.info(
+            "runtime ready in %.0f ms: %s",
+            (self.ready_at - self.started_at) * 1000,
+            ", ".join(f"{c.spec.name} ({c.spec.type})" for c in self.components if c.ready) or "no components",
+        )
+
+    async def start(self) -> None:
+        """Step 2: connect the components in the background."""
+        await self.prepare()
+        self._task = asyncio.create_task(self._initialise())
+        if self.app_channel is not None:
+            self._app_task = asyncio.create_task(self.app_channel.wait_until_listening())
+
+    async def close(self) -> None:
+        for task in (self._task, self._app_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for loaded in reversed(self.components):
+            try:
+                await loaded.component.close()
+            except Exception:
+                log.exception("closing %s failed", loaded.spec.where)
+        self.components.clear()

@@ -1,0 +1,58 @@
+"""The runtime's settings: the one place that reads the environment.
+
+Precedence: command-line flags, then the environment variables Dapr uses (``APP_ID``, ``APP_PORT``,
+``DAPR_HTTP_PORT``, ``DAPR_API_TOKEN``, ``APP_API_TOKEN``, ``NAMESPACE``...), then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ("DEFAULT_RESOURCES_PATH", "Settings")
+
+#: The embedded default components, used when no ``--resources-path`` is given.
+DEFAULT_RESOURCES_PATH = Path(__file__).resolve().parent.parent / "component_specs"
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    app_id: str = ""
+    app_port: int | None = None
+    app_protocol: str = "http"
+    app_channel_address: str = "127.0.0.1"
+    http_port: int = 3500
+    listen_address: str = "127.0.0.1"
+    resources_paths: tuple[Path, ...] = (DEFAULT_RESOURCES_PATH,)
+    log_level: str = "info"
+    namespace: str = ""
+    api_token: str = ""
+    app_api_token: str = ""
+    max_body_size: int = 4 << 20
+    graceful_shutdown_seconds: float = 5.0
+    #: The environment as the sidecar saw it at start, for ``envRef`` and child processes.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+        """Settings from ``environ`` (default: this process's), overridden by non-None ``flags``."""
+        env = dict(os.environ if environ is None else environ)
+        from_env: dict[str, Any] = {
+            "app_id": env.get("APP_ID", ""),
+            "app_port": _int(env.get("APP_PORT")),
+            "app_protocol": env.get("APP_PROTOCOL") or "http",
+            "app_channel_address": env.get("APP_CHANNEL_ADDRESS") or "127.0.0.1",
+            "http_port": _int(env.get("DAPR_HTTP_PORT")) or 3500,
+            "namespace": env.get("NAMESPACE", ""),
+            "api_token": env.get("DAPR_API_TOKEN", ""),
+            "app_api_token": env.get("APP_API_TOKEN", ""),
+        }
+        settings = cls(environ=env, **from_env)
+        return replace(settings, **{name: value for name, value in flags.items() if value is not None})

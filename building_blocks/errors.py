@@ -1,0 +1,176 @@
+"""Domain errors raised by building blocks and components. They know nothing of HTTP.
+
+``app/errors.py`` maps each of them to Dapr's error code, HTTP status and body, in one table.
+
+    LayottoError
+    ├── SpecError                  a resource file is malformed or names an unknown type / bad metadata
+    ├── ComponentNotConfigured     no component of this block is loaded at all
+    ├── ComponentNotFound          no component of this block has that name
+    ├── InvalidRequest             the caller's input is malformed (bad JSON, missing field, ...)
+    │   ├── IllegalKey             a key contains the reserved ``||`` separator
+    │   ├── UnsupportedOperation   a transaction names an operation other than upsert/delete
+    │   └── TooManyOperations      a transaction is larger than the store accepts
+    ├── FeatureNotSupported        the component does not implement an optional feature
+    ├── ComponentError             the backend failed (connection, timeout, unexpected answer...)
+    │   ├── ETagMismatch           a concurrency check failed (etag or first-write)
+    │   ├── ETagInvalid            the etag cannot be valid for this store (e.g. not an integer)
+    │   ├── InvalidOption          an option the store refuses (unknown concurrency, bad ttl, bad query)
+    │   ├── NotFoundInStore        the backend has no such item (secrets)
+    │   └── BulkError              some items of a bulk operation failed; the others succeeded
+    └── OperationFailed            wraps any error of a block operation with the operation's context
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+__all__ = (
+    "BulkError",
+    "ComponentError",
+    "ComponentNotConfigured",
+    "ComponentNotFound",
+    "ETagInvalid",
+    "ETagMismatch",
+    "FeatureNotSupported",
+    "IllegalKey",
+    "InvalidOption",
+    "InvalidRequest",
+    "LayottoError",
+    "NotFoundInStore",
+    "Operation",
+    "OperationFailed",
+    "SpecError",
+    "TooManyOperations",
+    "UnsupportedOperation",
+)
+
+
+class LayottoError(Exception):
+    """Root of every error the runtime raises on purpose."""
+
+
+class SpecError(LayottoError):
+    """A resource spec cannot be loaded; the message names the file, the resource and the problem."""
+
+
+class ComponentNotConfigured(LayottoError):
+    """No component of ``block`` is loaded; ``name`` is the one the caller asked for."""
+
+    def __init__(self, block: str, name: str) -> None:
+        super().__init__(f"{block} {name} is not configured")
+        self.block = block
+        self.name = name
+
+
+class ComponentNotFound(LayottoError):
+    """No component of ``block`` is named ``name``."""
+
+    def __init__(self, block: str, name: str) -> None:
+        super().__init__(f"{block} {name} is not found")
+        self.block = block
+        self.name = name
+
+
+class InvalidRequest(LayottoError):
+    """The caller's input is malformed; the message says how."""
+
+
+class IllegalKey(InvalidRequest):
+    """A key (or key prefix) contains the ``||`` separator."""
+
+    def __init__(self, store: str, key: str) -> None:
+        super().__init__(f"input key/keyPrefix '{key}' can't contain '||'")
+        self.store = store
+        self.key = key
+
+
+class UnsupportedOperation(InvalidRequest):
+    """A transaction operation other than ``upsert`` or ``delete``."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"operation type {operation} not supported")
+        self.operation = operation
+
+
+class TooManyOperations(InvalidRequest):
+    """A transaction has more operations than the store accepts."""
+
+    def __init__(self, store: str, count: int, limit: int) -> None:
+        super().__init__(
+            f"the transaction contains {count} operations, which is more than what the state store supports: {limit}"
+        )
+        self.store = store
+        self.count = count
+        self.limit = limit
+
+
+class FeatureNotSupported(LayottoError):
+    """The component named ``store`` does not implement ``feature``."""
+
+    def __init__(self, store: str, feature: str) -> None:
+        super().__init__(f"{store} does not support {feature}")
+        self.store = store
+        self.feature = feature
+
+
+class ComponentError(LayottoError):
+    """The backend of a component failed."""
+
+
+class ETagMismatch(ComponentError):
+    """The stored item's etag differs from the one given, or first-write found an existing item."""
+
+    def __init__(self, detail: str = "etag mismatch") -> None:
+        super().__init__(detail)
+
+
+class ETagInvalid(ComponentError):
+    """The etag given can never match for this store (e.g. a non-numeric etag on Redis)."""
+
+    def __init__(self, detail: str = "etag is not valid for this store") -> None:
+        super().__init__(detail)
+
+
+class InvalidOption(ComponentError):
+    """An option or metadata value the store refuses; Dapr reports it as a store failure (500)."""
+
+
+class NotFoundInStore(ComponentError):
+    """The backend has no item of that name."""
+
+
+class BulkError(ComponentError):
+    """Some items of a bulk operation failed; the others were applied."""
+
+    def __init__(self, failures: Sequence[tuple[str, Exception]]) -> None:
+        super().__init__("; ".join(f"{key}: {error}" for key, error in failures))
+        self.failures = tuple(failures)
+
+    def first(self, kind: type[Exception]) -> Exception | None:
+        """The first failure of the given kind, if any."""
+        return next((error for _, error in self.failures if isinstance(error, kind)), None)
+
+
+class Operation(StrEnum):
+    """Block operations whose failures Dapr reports with an operation-specific code and message."""
+
+    STATE_GET = "state.get"
+    STATE_SAVE = "state.save"
+    STATE_DELETE = "state.delete"
+    STATE_BULK_GET = "state.bulk_get"
+    STATE_TRANSACTION = "state.transaction"
+    STATE_QUERY = "state.query"
+    SECRET_GET = "secret.get"
+    SECRET_BULK_GET = "secret.bulk_get"
+
+
+class OperationFailed(LayottoError):
+    """``cause`` happened while doing ``operation`` on component ``store`` (for item ``key``)."""
+
+    def __init__(self, operation: Operation, store: str, cause: Exception, key: str = "") -> None:
+        super().__init__(str(cause))
+        self.operation = operation
+        self.store = store
+        self.cause = cause
+        self.key = key

@@ -1,0 +1,375 @@
+"""The State building block: Dapr's state API rules in front of the loaded stores.
+
+It resolves stores by name, validates requests as Dapr's runtime does (required keys, etag types,
+options, TTL), prefixes keys (``keyPrefix``), and wraps failures in ``OperationFailed`` so the HTTP
+layer can report them with the operation's own Dapr code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+import orjson
+
+from building_blocks.errors import (
+    ComponentNotConfigured,
+    ComponentNotFound,
+    FeatureNotSupported,
+    IllegalKey,
+    InvalidOption,
+    InvalidRequest,
+    LayottoError,
+    Operation,
+    OperationFailed,
+    SpecError,
+    TooManyOperations,
+    UnsupportedOperation,
+)
+from building_blocks.state import query as q
+from building_blocks.state.base import (
+    NO_METADATA,
+    BulkGetItem,
+    Concurrency,
+    Consistency,
+    DeleteRequest,
+    Feature,
+    GetRequest,
+    GetResponse,
+    QueryRequest,
+    QueryResponse,
+    QueryResult,
+    SetRequest,
+    StateStore,
+    TransactionRequest,
+)
+
+__all__ = ("KeyPrefixer", "StateBlock")
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+SEPARATOR = "||"
+_ITEM_FIELDS = {"key", "value", "etag", "metadata", "options", "contentType"}
+_CANONICAL = {name.lower(): name for name in _ITEM_FIELDS}
+
+
+class KeyPrefixer:
+    """Dapr's key prefixing: ``keyPrefix`` = appid (default) | name | namespace | none | <literal>."""
+
+    def __init__(self, strategy: str, store_name: str, app_id: str, namespace: str, where: str = "") -> None:
+        strategy = strategy or "appid"
+        if SEPARATOR in strategy:
+            raise SpecError(f"{where}: metadata 'keyPrefix' can't contain '||'")
+        match strategy.lower():
+            case "appid":
+                prefix = app_id
+            case "name":
+                prefix = store_name
+            case "namespace":
+                prefix = f"{namespace}.{app_id}" if namespace and app_id else app_id
+            case "none":
+                prefix = ""
+            case _:
+                prefix = strategy
+        self.prefix = prefix + SEPARATOR if prefix else ""
+
+    def original(self, stored: str) -> str:
+        return stored[len(self.prefix) :] if stored.startswith(self.prefix) else stored
+
+
+class _Entry:
+    __slots__ = ("prefixer", "store")
+
+    def __init__(self, store: StateStore, prefixer: KeyPrefixer) -> None:
+        self.store = store
+        self.prefixer = prefixer
+
+
+def _concurrency(value: Any) -> Concurrency:
+    if not value:
+        return Concurrency.LAST_WRITE
+    try:
+        return Concurrency(value)
+    except ValueError:
+        raise InvalidOption(f"unrecognized concurrency model '{value}'") from None
+
+
+def _consistency(value: Any) -> Consistency:
+    if not value:
+        return Consistency.EVENTUAL
+    try:
+        return Consistency(value)
+    except ValueError:
+        raise InvalidOption(f"unrecognized consistency model '{value}'") from None
+
+
+def _ttl(metadata: Mapping[str, str]) -> int | None:
+    raw = metadata.get("ttlInSeconds")
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidOption(f"ttlInSeconds must be an integer, got '{raw}'") from None
+
+
+def _required_key(key: Any, where: str) -> str:
+    if isinstance(key, str) and key:
+        return key
+    if key is not None and not isinstance(key, str):
+        raise InvalidRequest(
+            f"json: cannot unmarshal {_json_type(key)} into Go struct field {where}.key of type string"
+        )
+    raise InvalidRequest('"key" is a required field')
+
+
+def _options(value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return NO_METADATA
+    if not isinstance(value, dict):
+        raise InvalidRequest("json: cannot unmarshal options into Go struct field of type StateOption")
+    return value
+
+
+def _string_map(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidRequest(f"json: cannot unmarshal {where} into a map of strings")
+    return value
+
+
+def _fields(item: Any, where: str) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise InvalidRequest(f"json: cannot unmarshal {_json_type(item)} into Go value of type {where}")
+    if item.keys() <= _ITEM_FIELDS:
+        return item
+    # Go decodes field names case-insensitively and ignores unknown ones.
+    return {_CANONICAL[k.lower()]: v for k, v in item.items() if k.lower() in _CANONICAL}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else "null"
+
+
+def _etag(value: Any, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(
+            f"json: cannot unmarshal {_json_type(value)} into Go struct field {where}.etag of type string"
+        )
+    return value
+
+
+def _merged(own: Mapping[str, str], query_metadata: Mapping[str, str]) -> Mapping[str, str]:
+    if not query_metadata:
+        return own or NO_METADATA
+    return {**own, **query_metadata}
+
+
+class StateBlock:
+    """All loaded state stores, and the state API's operations on them."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+
+    def add(self, store: StateStore, prefixer: KeyPrefixer) -> None:
+        self._entries[store.name] = _Entry(store, prefixer)
+
+    @property
+    def stores(self) -> dict[str, StateStore]:
+        return {name: entry.store for name, entry in self._entries.items()}
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            if not self._entries:
+                raise ComponentNotConfigured("state store", name)
+            raise ComponentNotFound("state store", name)
+        return entry
+
+    def check_store(self, name: str) -> None:
+        """Raise as Dapr does, before the request body is read, when ``name`` is not a loaded store."""
+        self._entry(name)
+
+    @staticmethod
+    def _key(entry: _Entry, key: str) -> str:
+        if SEPARATOR in key:
+            raise IllegalKey(entry.store.name, key)
+        return entry.prefixer.prefix + key
+
+    @staticmethod
+    async def _do(operation: Operation, store: str, key: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run ``call``; failures other than the caller's own bad input become ``OperationFailed``."""
+        try:
+            return await call()
+        except (InvalidRequest, OperationFailed):
+            raise
+        except Exception as exc:
+            if not isinstance(exc, LayottoError):
+                log.exception("%s on state store %s failed unexpectedly", operation, store)
+            raise OperationFailed(operation, store, exc, key) from exc
+
+    # -- requests from decoded JSON -------------------------------------------------------------------
+
+    def _set_request(
+        self, entry: _Entry, item: Any, query_metadata: Mapping[str, str], where: str = "SetRequest"
+    ) -> SetRequest:
+        fields = _fields(item, where)
+        key = _required_key(fields.get("key"), where)
+        metadata = _merged(_string_map(fields.get("metadata"), "metadata"), query_metadata)
+        options = _options(fields.get("options"))
+        content_type = fields.get("contentType") or metadata.get("contentType")
+        return SetRequest(
+            key=self._key(entry, key),
+            value=orjson.dumps(fields.get("value")),
+            etag=_etag(fields.get("etag"), where),
+            metadata=metadata,
+            concurrency=_concurrency(options.get("concurrency")),
+            consistency=_consistency(options.get("consistency")),
+            ttl=_ttl(metadata),
+            content_type=content_type if isinstance(content_type, str) else None,
+        )
+
+    def _delete_request(self, entry: _Entry, item: Any, query_metadata: Mapping[str, str]) -> DeleteRequest:
+        fields = _fields(item, "DeleteRequest")
+        options = _options(fields.get("options"))
+        return DeleteRequest(
+            self._key(entry, _required_key(fields.get("key"), "DeleteRequest")),
+            _etag(fields.get("etag"), "DeleteRequest"),
+            _merged(_string_map(fields.get("metadata"), "metadata"), query_metadata),
+            _concurrency(options.get("concurrency")),
+            _consistency(options.get("consistency")),
+        )
+
+    # -- the API ------------------------------------------------------------------------------------------
+
+    async def get(
+        self, name: str, key: str, consistency: str = "", metadata: Mapping[str, str] = NO_METADATA
+    ) -> GetResponse | None:
+        entry = self._entry(name)
+        stored_key = self._key(entry, key)
+
+        async def call() -> GetResponse | None:
+            return await entry.store.get(GetRequest(stored_key, metadata, _consistency(consistency)))
+
+        return await self._do(Operation.STATE_GET, name, key, call)
+
+    async def save(self, name: str, items: Any, query_metadata: Mapping[str, str] = NO_METADATA) -> None:
+        """Save decoded JSON items (Dapr's save body); several items are not atomic."""
+        entry = self._entry(name)
+        if not isinstance(items, list):
+            raise InvalidRequest(f"json: cannot unmarshal {_json_type(items)} into Go value of type []SetRequest")
+        for item in items:  # the caller's own mistakes are 400s, checked before anything is written
+            _required_key(_fields(item, "SetRequest").get("key"), "SetRequest")
+        if not items:
+            return
+
+        async def call() -> None:
+            requests = [self._set_request(entry, item, query_metadata) for item in items]
+            if len(requests) == 1:
+                await entry.store.set(requests[0])
+            else:
+                await entry.store.bulk_set(requests)
+
+        await self._do(Operation.STATE_SAVE, name, "", call)
+
+    async def delete(
+        self,
+        name: str,
+        key: str,
+        etag: str | None = None,
+        concurrency: str = "",
+        consistency: str = "",
+        metadata: Mapping[str, str] = NO_METADATA,
+    ) -> None:
+        entry = self._entry(name)
+        stored_key = self._key(entry, key)
+
+        async def call() -> None:
+            request = DeleteRequest(
+                stored_key, etag or None, metadata, _concurrency(concurrency), _consistency(consistency)
+            )
+            await entry.store.delete(request)
+
+        await self._do(Operation.STATE_DELETE, name, key, call)
+
+    async def bulk_get(
+        self, name: str, body: Any, query_metadata: Mapping[str, str] = NO_METADATA
+    ) -> list[BulkGetItem]:
+        """Decoded ``{"keys": [...], "metadata": {...}}``; one entry per key, in request order."""
+        entry = self._entry(name)
+        if not isinstance(body, dict):
+            raise InvalidRequest(f"failed deserializing HTTP body: expected an object, got {_json_type(body)}")
+        keys = body.get("keys") or []
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise InvalidRequest("failed deserializing HTTP body: keys must be a list of strings")
+        metadata = _merged(_string_map(body.get("metadata"), "metadata"), query_metadata)
+        requests = [GetRequest(self._key(entry, key), metadata) for key in keys]
+        if not requests:
+            return []
+        items = await self._do(Operation.STATE_BULK_GET, name, "", lambda: entry.store.bulk_get(requests))
+        return [BulkGetItem(key, item.response, item.error) for key, item in zip(keys, items, strict=True)]
+
+    async def transact(self, name: str, body: Any, query_metadata: Mapping[str, str] = NO_METADATA) -> None:
+        """Decoded ``{"operations": [{"operation": "upsert"|"delete", "request": {...}}], "metadata": {}}``."""
+        entry = self._entry(name)
+        store = entry.store
+        if Feature.TRANSACTIONAL not in store.features:
+            raise FeatureNotSupported(name, "transactions")
+        if not isinstance(body, dict):
+            raise InvalidRequest(f"json: cannot unmarshal {_json_type(body)} into Go value of type TransactionRequest")
+        operations = body.get("operations") or []
+        if not isinstance(operations, list) or not all(isinstance(op, dict) for op in operations):
+            raise InvalidRequest("json: cannot unmarshal operations into Go value of type []TransactionalOperation")
+        for operation in operations:
+            if operation.get("operation") not in ("upsert", "delete"):
+                raise UnsupportedOperation(str(operation.get("operation")))
+            _required_key(_fields(operation.get("request"), "TransactionalRequest").get("key"), "request")
+        metadata = _merged(_string_map(body.get("metadata"), "metadata"), query_metadata)
+        if not operations:
+            return
+        limit = store.max_transaction_operations
+        if limit and len(operations) > limit:
+            raise TooManyOperations(name, len(operations), limit)
+
+        async def call() -> None:
+            requests = [
+                self._set_request(entry, op["request"], query_metadata, "TransactionalUpsert")
+                if op["operation"] == "upsert"
+                else self._delete_request(entry, op["request"], query_metadata)
+                for op in operations
+            ]
+            await store.transact(TransactionRequest(requests, metadata))
+
+        await self._do(Operation.STATE_TRANSACTION, name, "", call)
+
+    async def query(self, name: str, body: bytes, metadata: Mapping[str, str] = NO_METADATA) -> QueryResponse:
+        entry = self._entry(name)
+        if Feature.QUERY_API not in entry.store.features:
+            raise FeatureNotSupported(name, "querying")
+
+        async def call() -> QueryResponse:
+            try:
+                parsed = q.parse_query(body)
+            except InvalidRequest as exc:  # Dapr reports a bad query as a failed query (500)
+                raise InvalidOption(str(exc)) from None
+            response = await entry.store.query(QueryRequest(parsed, entry.prefixer.prefix, metadata))
+            original = entry.prefixer.original
+            results = [QueryResult(original(r.key), r.value, r.etag) for r in response.results]
+            return QueryResponse(results, response.token, response.metadata)
+
+        return await self._do(Operation.STATE_QUERY, name, "", call)
+
+    async def close(self) -> None:
+        self._entries.clear()

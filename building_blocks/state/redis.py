@@ -1,0 +1,220 @@
+"""``state.redis``: items kept in Redis, in the layout of Dapr's Redis state store.
+
+Each key is a HASH with fields ``data`` (the value) and ``version`` (incremented by every write,
+starting at 1); the etag is the version in decimal. Two Lua scripts, loaded once and run by EVALSHA,
+do all the work, so every operation is one round trip: ``READ`` (value, version and PTTL of any
+number of keys) and ``WRITE`` (checks every etag of a list of sets/deletes, then applies them all;
+a single set or delete is a one-operation list).
+
+Features: ETAG (integer versions), TRANSACTIONAL, TTL.
+Metadata: ``redisHost`` (required, ``host:port``), ``redisPort`` (6379, when the host has no port),
+``redisUsername``, ``redisPassword``, ``redisDB`` (0), ``enableTLS`` (false),
+``redisMaxRetries`` / ``maxRetries`` (3), ``dialTimeout`` (5s), ``readTimeout`` (3s),
+``poolSize`` (10 per CPU), ``poolTimeout`` (readTimeout + 1s), ``ttlInSeconds`` (default TTL of
+writes that give none; none by default).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis, SSLConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError, ResponseError
+
+from building_blocks.component import ComponentContext, Metadata
+from building_blocks.errors import ComponentError, ETagMismatch
+from building_blocks.state.base import (
+    BulkGetItem,
+    DeleteRequest,
+    Feature,
+    GetRequest,
+    GetResponse,
+    SetRequest,
+    StateStore,
+    TransactionRequest,
+    require_integer_etag,
+)
+
+__all__ = ("RedisStateStore",)
+
+_MISMATCH = "ETAGMISMATCH"  # the error code of the WRITE script's concurrency failures
+
+# KEYS: the keys. Reply per key: nil when missing, {data, version, pttl}, or an error text.
+_READ = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local item = redis.pcall("HMGET", key, "data", "version")
+  if item.err then
+    out[i] = item.err
+  elseif item[1] then
+    out[i] = {item[1], item[2], redis.call("PTTL", key)}
+  else
+    out[i] = false
+  end
+end
+return out
+"""
+
+# KEYS: the key of each operation. ARGV: 5 per operation: "s"et or "d"elete, etag ("" = none),
+# first-write ("1" or ""), value, ttl in seconds (<= 0 = no expiry). Checks all, then applies all.
+_WRITE = """
+local staged = {}
+for i, key in ipairs(KEYS) do
+  local at = (i - 1) * 5
+  local etag, first_write = ARGV[at + 2], ARGV[at + 3] == "1"
+  local exists = staged[key]
+  if exists == nil then
+    local version = redis.call("HGET", key, "version")
+    if etag ~= "" then
+      if version ~= etag then return redis.error_reply("ETAGMISMATCH etag mismatch") end
+    elseif first_write and version then
+      return redis.error_reply("ETAGMISMATCH first-write: the key already exists")
+    end
+  elseif etag ~= "" or (first_write and exists) then
+    return redis.error_reply("ETAGMISMATCH etag of " .. key .. " changed earlier in the transaction")
+  end
+  staged[key] = ARGV[at + 1] == "s"
+end
+for i, key in ipairs(KEYS) do
+  local at = (i - 1) * 5
+  if ARGV[at + 1] == "s" then
+    redis.call("HSET", key, "data", ARGV[at + 4])
+    redis.call("HINCRBY", key, "version", 1)
+    local ttl = tonumber(ARGV[at + 5])
+    if ttl > 0 then redis.call("EXPIRE", key, ttl) else redis.call("PERSIST", key) end
+  else
+    redis.call("DEL", key)
+  end
+end
+return #KEYS
+"""
+
+
+class RedisStateStore(StateStore):
+    """One connection pool and two scripts; every operation is one EVALSHA."""
+
+    features = frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL})
+
+    _read: AsyncScript
+    _write: AsyncScript
+
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        meta = self.metadata
+        host, port = _split_address(meta.text("redisHost", required=True), meta.integer("redisPort", 6379))
+        read_timeout = meta.duration("readTimeout", 3.0)
+        retries = meta.integer("redisMaxRetries", meta.integer("maxRetries", 3))
+        self._pool_options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "db": meta.integer("redisDB", 0),
+            "username": meta.text("redisUsername") or None,
+            "password": meta.text("redisPassword") or None,
+            "socket_connect_timeout": meta.duration("dialTimeout", 5.0),
+            "socket_timeout": read_timeout if read_timeout > 0 else None,
+            "retry": Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.008), max(retries, 0)),
+            "max_connections": meta.integer("poolSize", 10 * (os.cpu_count() or 1)),
+            "timeout": meta.duration("poolTimeout", max(read_timeout, 0) + 1.0),
+        }
+        if meta.boolean("enableTLS", False):
+            self._pool_options["connection_class"] = SSLConnection
+        ttl = meta.integer("ttlInSeconds", 0)
+        self._default_ttl = ttl if ttl > 0 else None
+        self._client: Redis | None = None
+
+    async def init(self) -> None:
+        self._client = Redis(connection_pool=BlockingConnectionPool(**self._pool_options))
+        self._read = self._client.register_script(_READ)
+        self._write = self._client.register_script(_WRITE)
+        await self.ping()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose(close_connection_pool=True)
+            self._client = None
+
+    async def ping(self) -> None:
+        if self._client is None:
+            raise ComponentError(f"{self.name}: not initialised")
+        with _translated():
+            await self._client.ping()
+
+    async def get(self, request: GetRequest) -> GetResponse | None:
+        with _translated():
+            (reply,) = await self._read(keys=[request.key])
+        return _response(reply, time.time())
+
+    async def bulk_get(self, requests: Sequence[GetRequest]) -> list[BulkGetItem]:
+        if not requests:
+            return []
+        with _translated():
+            replies = await self._read(keys=[r.key for r in requests])
+        now = time.time()
+        items = []
+        for request, reply in zip(requests, replies, strict=True):
+            try:
+                items.append(BulkGetItem(request.key, _response(reply, now)))
+            except ComponentError as exc:
+                items.append(BulkGetItem(request.key, error=str(exc)))
+        return items
+
+    async def set(self, request: SetRequest) -> None:
+        await self._apply([request])
+
+    async def delete(self, request: DeleteRequest) -> None:
+        await self._apply([request])
+
+    async def transact(self, request: TransactionRequest) -> None:
+        if request.operations:
+            await self._apply(request.operations)
+
+    async def _apply(self, operations: Sequence[SetRequest | DeleteRequest]) -> None:
+        args: list[str | bytes | int] = []
+        for op in operations:
+            etag = str(require_integer_etag(op.etag)) if op.etag else ""
+            if isinstance(op, SetRequest):
+                ttl = op.ttl if op.ttl is not None else self._default_ttl
+                args += ("s", etag, "1" if op.first_write else "", op.value, ttl or 0)
+            else:
+                args += ("d", etag, "", b"", 0)
+        with _translated():
+            await self._write(keys=[op.key for op in operations], args=args)
+
+
+def _split_address(address: str, default_port: int) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port``, or a bare host using ``default_port``."""
+    host, sep, port = address.rpartition(":")
+    if sep and port.isdigit() and (":" not in host or host.startswith("[")):
+        return host.strip("[]"), int(port)
+    return address.strip("[]"), default_port
+
+
+def _response(reply: list[Any] | bytes | None, now: float) -> GetResponse | None:
+    """One entry of a ``READ`` reply: None (missing), an error text, or ``[data, version, pttl]``."""
+    if reply is None:
+        return None
+    if isinstance(reply, bytes):
+        raise ComponentError(f"redis: {reply.decode(errors='replace')}")
+    data, version, pttl = reply
+    return GetResponse(data, version.decode(), now + pttl / 1000 if pttl >= 0 else None)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Redis errors become ``ComponentError``; the scripts' ETAGMISMATCH replies ``ETagMismatch``."""
+    try:
+        yield
+    except ResponseError as exc:
+        code, _, detail = str(exc).partition(" ")
+        if code == _MISMATCH:
+            raise ETagMismatch(detail) from None
+        raise ComponentError(f"redis: {exc}") from exc
+    except RedisError as exc:
+        raise ComponentError(f"redis: {exc}") from exc

@@ -94,7 +94,10 @@ class Runtime:
         return ComponentContext(app_id=self.settings.app_id, namespace=self.settings.namespace)
 
     def _construct(self, spec: ComponentSpec, values: dict[str, str]) -> Component:
-        cls = resolve(spec.type, spec.version)
+        try:
+            cls = resolve(spec.type, spec.version)
+        except SpecError as exc:
+            raise SpecError(f"{spec.where}: {exc}") from None
         expected = {"state": StateStore, "secretstores": SecretStore}.get(block_of(spec.type), Component)
         if not issubclass(cls, expected):
             raise SpecError(f"{spec.where}: type is not a {block_of(spec.type)} component")

@@ -39,6 +39,7 @@ __all__ = (
     "require_integer_etag",
 )
 
+
 class _NoMetadata(Mapping[str, str]):
     """An empty, hashable mapping: a safe dataclass default that allocates nothing per request."""
 

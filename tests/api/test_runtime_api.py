@@ -22,7 +22,9 @@ async def sidecar(tmp_path: Path) -> AsyncIterator[Sidecar]:
     secrets = tmp_path / "secrets.json"
     secrets.write_text(json.dumps({"db": {"password": "s3cret", "user": "admin"}, "token": "abc"}))
     (tmp_path / "state.yaml").write_text(component_yaml("statestore", "state.in-memory"))
-    (tmp_path / "secrets.yaml").write_text(component_yaml("localsecrets", "secretstores.local.file", {"secretsFile": str(secrets)}))
+    (tmp_path / "secrets.yaml").write_text(
+        component_yaml("localsecrets", "secretstores.local.file", {"secretsFile": str(secrets)})
+    )
     async with running_sidecar(tmp_path, app_id="myapp") as running:
         yield running
 
@@ -90,7 +92,9 @@ async def test_actuator(sidecar: Sidecar) -> None:
 
 
 async def test_readiness_is_503_when_a_backend_is_down(tmp_path: Path) -> None:
-    (tmp_path / "state.yaml").write_text(component_yaml("statestore", "state.sqlite", {"connectionString": str(tmp_path / "s.db")}))
+    (tmp_path / "state.yaml").write_text(
+        component_yaml("statestore", "state.sqlite", {"connectionString": str(tmp_path / "s.db")})
+    )
     async with running_sidecar(tmp_path) as sidecar:
         await sidecar.runtime.components[0].component.close()  # the backend goes away
         response = await sidecar.client.get("/actuator/health/readiness")
@@ -111,7 +115,10 @@ async def test_healthz_is_500_until_components_are_initialised(tmp_path: Path) -
         assert response.status_code == 500
         assert response.json() == {"errorCode": "ERR_HEALTH_NOT_READY", "message": "dapr is not ready: [components]"}
         outbound = await sidecar.client.get("/v1.0/healthz/outbound")
-        assert outbound.json() == {"errorCode": "ERR_OUTBOUND_HEALTH_NOT_READY", "message": "dapr outbound is not ready"}
+        assert outbound.json() == {
+            "errorCode": "ERR_OUTBOUND_HEALTH_NOT_READY",
+            "message": "dapr outbound is not ready",
+        }
         readiness = await sidecar.client.get("/actuator/health/readiness")
         assert readiness.status_code == 503 and readiness.json()["status"] == "INIT"
 
@@ -120,10 +127,17 @@ async def test_secrets(sidecar: Sidecar) -> None:
     one = await sidecar.client.get("/v1.0/secrets/localsecrets/db:password")
     assert one.status_code == 200 and one.json() == {"db:password": "s3cret"}
     bulk = (await sidecar.client.get("/v1.0/secrets/localsecrets/bulk")).json()
-    assert bulk == {"db:password": {"db:password": "s3cret"}, "db:user": {"db:user": "admin"}, "token": {"token": "abc"}}
+    assert bulk == {
+        "db:password": {"db:password": "s3cret"},
+        "db:user": {"db:user": "admin"},
+        "token": {"token": "abc"},
+    }
     unknown_store = await sidecar.client.get("/v1.0/secrets/nostore/x")
     assert unknown_store.status_code == 401
-    assert unknown_store.json() == {"errorCode": "ERR_SECRET_STORE_NOT_FOUND", "message": "failed finding secret store with key nostore"}
+    assert unknown_store.json() == {
+        "errorCode": "ERR_SECRET_STORE_NOT_FOUND",
+        "message": "failed finding secret store with key nostore",
+    }
     missing = await sidecar.client.get("/v1.0/secrets/localsecrets/nope")
     assert missing.status_code == 500
     assert missing.json() == {
@@ -136,7 +150,10 @@ async def test_no_secret_store_is_500(tmp_path: Path) -> None:
     async with running_sidecar(tmp_path) as sidecar:
         response = await sidecar.client.get("/v1.0/secrets/any/x")
     assert response.status_code == 500
-    assert response.json() == {"errorCode": "ERR_SECRET_STORES_NOT_CONFIGURED", "message": "secret store is not configured"}
+    assert response.json() == {
+        "errorCode": "ERR_SECRET_STORES_NOT_CONFIGURED",
+        "message": "secret store is not configured",
+    }
 
 
 async def test_api_token(tmp_path: Path) -> None:
@@ -146,7 +163,9 @@ async def test_api_token(tmp_path: Path) -> None:
         assert refused.status_code == 401
         assert refused.headers["content-type"] == "text/plain; charset=utf-8"
         assert refused.text == "invalid api token\n"
-        assert (await sidecar.client.get("/v1.0/state/statestore/k", headers={"dapr-api-token": "t0ken"})).status_code == 204
+        assert (
+            await sidecar.client.get("/v1.0/state/statestore/k", headers={"dapr-api-token": "t0ken"})
+        ).status_code == 204
         assert (await sidecar.client.get("/v1.0/healthz")).status_code == 204
 
 

@@ -24,8 +24,26 @@ async def sidecar(tmp_path: Path) -> AsyncIterator[Sidecar]:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"{}", b"foobar", b"[{}]", b'[{"key":"key1","value":"value1"},]', b'[{"key":"key1","value":"value1","etag":123}]', b'[{"ey":"key0","value":"value1"}]', b"[1]"],
-    ids=["empty", "object", "not-json", "empty-item", "trailing-comma", "numeric-etag", "misspelled-key", "not-an-object"],
+    [
+        b"",
+        b"{}",
+        b"foobar",
+        b"[{}]",
+        b'[{"key":"key1","value":"value1"},]',
+        b'[{"key":"key1","value":"value1","etag":123}]',
+        b'[{"ey":"key0","value":"value1"}]',
+        b"[1]",
+    ],
+    ids=[
+        "empty",
+        "object",
+        "not-json",
+        "empty-item",
+        "trailing-comma",
+        "numeric-etag",
+        "misspelled-key",
+        "not-an-object",
+    ],
 )
 async def test_malformed_save_bodies_are_400(sidecar: Sidecar, body: bytes) -> None:
     response = await sidecar.client.post("/v1.0/state/statestore", content=body)
@@ -64,7 +82,13 @@ async def test_illegal_key_is_a_rich_400(sidecar: Sidecar) -> None:
                 "@type": "type.googleapis.com/google.rpc.BadRequest",
                 "field_violations": [{"field": "ke||y1", "description": message}],
             },
-            {"@type": RESOURCE_INFO, "resource_type": "state", "resource_name": "statestore", "owner": "", "description": ""},
+            {
+                "@type": RESOURCE_INFO,
+                "resource_type": "state",
+                "resource_name": "statestore",
+                "owner": "",
+                "description": "",
+            },
             {"@type": ERROR_INFO, "reason": "DAPR_STATE_ILLEGAL_KEY", "domain": "dapr.io", "metadata": None},
         ],
     }
@@ -91,7 +115,9 @@ async def test_unknown_store_is_a_rich_400_on_every_endpoint(
     assert response.json() == {
         "errorCode": "ERR_STATE_STORE_NOT_FOUND",
         "message": "state store nostore is not found",
-        "details": [{"@type": ERROR_INFO, "reason": "DAPR_STATE_NOT_FOUND", "domain": "dapr.io", "metadata": {"appID": "myapp"}}],
+        "details": [
+            {"@type": ERROR_INFO, "reason": "DAPR_STATE_NOT_FOUND", "domain": "dapr.io", "metadata": {"appID": "myapp"}}
+        ],
     }
 
 
@@ -102,7 +128,14 @@ async def test_no_state_store_at_all_is_500_not_configured(tmp_path: Path) -> No
     assert response.json() == {
         "errorCode": "ERR_STATE_STORE_NOT_CONFIGURED",
         "message": "state store statestore is not configured",
-        "details": [{"@type": ERROR_INFO, "reason": "DAPR_STATE_NOT_CONFIGURED", "domain": "dapr.io", "metadata": {"appID": "myapp"}}],
+        "details": [
+            {
+                "@type": ERROR_INFO,
+                "reason": "DAPR_STATE_NOT_CONFIGURED",
+                "domain": "dapr.io",
+                "metadata": {"appID": "myapp"},
+            }
+        ],
     }
 
 
@@ -126,11 +159,15 @@ async def test_transaction_errors(sidecar: Sidecar) -> None:
         "/v1.0/state/statestore/transaction", content=b'{"operations":[{"operation":"merge","request":{"key":"k"}}]}'
     )
     assert unknown.status_code == 400
-    assert unknown.json() == {"errorCode": "ERR_NOT_SUPPORTED_STATE_OPERATION", "message": "operation type merge not supported"}
+    assert unknown.json() == {
+        "errorCode": "ERR_NOT_SUPPORTED_STATE_OPERATION",
+        "message": "operation type merge not supported",
+    }
     malformed = await sidecar.client.post("/v1.0/state/statestore/transaction", content=b"[")
     assert malformed.status_code == 400 and malformed.json()["errorCode"] == "ERR_MALFORMED_REQUEST"
     illegal = await sidecar.client.post(
-        "/v1.0/state/statestore/transaction", content=b'{"operations":[{"operation":"upsert","request":{"key":"a||b"}}]}'
+        "/v1.0/state/statestore/transaction",
+        content=b'{"operations":[{"operation":"upsert","request":{"key":"a||b"}}]}',
     )
     assert illegal.status_code == 400 and illegal.json()["details"][2]["reason"] == "DAPR_STATE_ILLEGAL_KEY"
 
@@ -165,7 +202,13 @@ async def test_redis_specific_errors(tmp_path: Path) -> None:
         "errorCode": "ERR_STATE_STORE_NOT_SUPPORTED",
         "message": "state store does not support querying",
         "details": [
-            {"@type": RESOURCE_INFO, "resource_type": "state", "resource_name": "statestore", "owner": "", "description": ""},
+            {
+                "@type": RESOURCE_INFO,
+                "resource_type": "state",
+                "resource_name": "statestore",
+                "owner": "",
+                "description": "",
+            },
             {"@type": ERROR_INFO, "reason": "DAPR_STATE_QUERYING_NOT_SUPPORTED", "domain": "dapr.io", "metadata": None},
         ],
     }

@@ -97,7 +97,19 @@ def key() -> str:
 @pytest.mark.parametrize(
     "value",
     [123, True, False, None, "hello world", "", '{"a":"b"}', {"message": "test"}, [1, "two", {"3": 4}], 1.5, "é<>&"],
-    ids=["int", "true", "false", "null", "string", "empty-string", "string-with-json", "struct", "list", "float", "utf8"],
+    ids=[
+        "int",
+        "true",
+        "false",
+        "null",
+        "string",
+        "empty-string",
+        "string-with-json",
+        "struct",
+        "list",
+        "float",
+        "utf8",
+    ],
 )
 async def test_value_round_trips_exactly(store: Store, value: object) -> None:
     k = key()
@@ -322,7 +334,9 @@ async def test_transactions(store: Store) -> None:
     assert (await store.get(k2)).status_code == 204
     assert (await store.get(k3)).json() == "value3"
 
-    assert (await _transact(store, ("upsert", {"key": k1, "value": "A"}), ("upsert", {"key": k1, "value": "B"}))).status_code == 204
+    assert (
+        await _transact(store, ("upsert", {"key": k1, "value": "A"}), ("upsert", {"key": k1, "value": "B"}))
+    ).status_code == 204
     assert (await store.get(k1)).json() == "B"
     assert (await _transact(store, ("delete", {"key": key()}))).status_code == 204
     empty = await store.client.post("/v1.0/state/statestore/transaction", content=b'{"operations": []}')
@@ -389,7 +403,12 @@ async def test_query(store: Store) -> None:
     await store.save(*({"key": str(i), "value": person} for i, person in enumerate(PEOPLE, 1)))
 
     dapr_example = {
-        "filter": {"OR": [{"EQ": {"person.org": "Dev Ops"}}, {"AND": [{"EQ": {"person.org": "Finance"}}, {"IN": {"state": ["CA", "WA"]}}]}]},
+        "filter": {
+            "OR": [
+                {"EQ": {"person.org": "Dev Ops"}},
+                {"AND": [{"EQ": {"person.org": "Finance"}}, {"IN": {"state": ["CA", "WA"]}}]},
+            ]
+        },
         "sort": [{"key": "state", "order": "DESC"}, {"key": "person.id"}],
     }
     response = await _query(store, dapr_example)

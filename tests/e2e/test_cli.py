@@ -1,0 +1,200 @@
+"""``layotto run`` as a real process: the embedded default, an app command, signals, several sidecars."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.settings import DEFAULT_RESOURCES_PATH, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def layotto(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def wait_healthy(port: int, timeout: float = 10) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1.0/healthz", timeout=1).status_code == 204:
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"sidecar on {port} not healthy after {timeout}s")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A fresh HOME, so the embedded default's SQLite file lives in the test's directory."""
+    yield {"HOME": str(tmp_path), "DAPR_HTTP_PORT": str(free_port())}
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=15)
+    return process.returncode, stderr
+
+
+def test_defaults_are_the_embedded_specs_on_3500() -> None:
+    settings = Settings.from_environment({})
+    assert settings.http_port == 3500
+    assert settings.resources_paths == (DEFAULT_RESOURCES_PATH,)
+
+
+def test_embedded_default_saves_gets_and_survives_a_restart(home: dict[str, str]) -> None:
+    port = int(home["DAPR_HTTP_PORT"])
+    sidecar = layotto(env=home)
+    try:
+        wait_healthy(port)
+        base = f"http://127.0.0.1:{port}/v1.0/state/statestore"
+        saved = httpx.post(base, content=b'[{"key":"a","value":{"x":1}}]')
+        assert saved.status_code == 204
+        got = httpx.get(f"{base}/a")
+        assert got.status_code == 200 and got.content == b'{"x":1}' and got.headers["etag"]
+    finally:
+        code, stderr = stop(sidecar)
+    assert code == 0, stderr
+    assert (Path(home["HOME"]) / ".layotto" / "data" / "state.db").exists()
+
+    again = layotto(env=home)
+    try:
+        wait_healthy(port)
+        assert httpx.get(f"http://127.0.0.1:{port}/v1.0/state/statestore/a").json() == {"x": 1}
+    finally:
+        stop(again)
+
+
+APP = textwrap.dedent(
+    """
+    import os, signal, sys, time, httpx
+    port = os.environ["DAPR_HTTP_PORT"]
+    assert os.environ["APP_ID"] == "orders", os.environ["APP_ID"]
+    assert os.environ["APP_PORT"] == "9999" and os.environ["APP_CHANNEL_ADDRESS"] == "127.0.0.1"
+    for _ in range(500):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1.0/healthz/outbound").status_code == 204:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    httpx.post(f"http://127.0.0.1:{port}/v1.0/state/statestore", json=[{"key": "from-app", "value": "hi"}]).raise_for_status()
+    if sys.argv[1] == "wait":
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        print("ready", flush=True)
+        time.sleep(60)
+    sys.exit(int(sys.argv[1]))
+    """
+)
+
+
+def test_app_command_gets_dapr_environment_and_its_exit_code_is_returned(home: dict[str, str]) -> None:
+    sidecar = layotto("--app-id", "orders", "--app-port", "9999", "--", sys.executable, "-c", APP, "7", env=home)
+    _, stderr = sidecar.communicate(timeout=30)
+    assert sidecar.returncode == 7, stderr
+
+
+def test_sigterm_is_forwarded_to_the_app_and_the_sidecar_follows(home: dict[str, str]) -> None:
+    sidecar = layotto("--app-id", "orders", "--app-port", "9999", "--", sys.executable, "-c", APP, "wait", env=home)
+    assert sidecar.stdout is not None
+    assert sidecar.stdout.readline().strip() == "ready"
+    code, stderr = stop(sidecar)
+    assert code == 0, stderr
+
+
+def test_bad_spec_fails_start_up_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: cache}\nspec: {type: state.redis, version: v1}\n"
+    )
+    sidecar = layotto("--resources-path", str(tmp_path), "--dapr-http-port", str(free_port()))
+    _, stderr = sidecar.communicate(timeout=30)
+    assert sidecar.returncode == 1
+    lines = stderr.strip().splitlines()
+    assert lines == [f"layotto: {tmp_path / 'bad.yaml'}: component 'cache' (state.redis): metadata 'redisHost' is required"]
+
+
+def test_component_that_cannot_connect_stops_the_sidecar(tmp_path: Path) -> None:
+    (tmp_path / "pg.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: db}\nspec:\n  type: state.postgresql\n"
+        "  version: v1\n  metadata:\n  - {name: connectionString, value: 'host=127.0.0.1 port=1 user=x connect_timeout=1'}\n"
+    )
+    sidecar = layotto("--resources-path", str(tmp_path), "--dapr-http-port", str(free_port()))
+    _, stderr = sidecar.communicate(timeout=30)
+    assert sidecar.returncode == 1
+    assert f"{tmp_path / 'pg.yaml'}: component 'db' (state.postgresql): init failed" in stderr
+
+
+COUNTER = textwrap.dedent(
+    """
+    import os, sys, httpx
+    base = f"http://127.0.0.1:{os.environ['DAPR_HTTP_PORT']}/v1.0/state/statestore"
+    with httpx.Client() as client:
+        done = 0
+        while done < int(sys.argv[1]):
+            got = client.get(f"{base}/counter")
+            value = got.json() if got.status_code == 200 else 0
+            item = {"key": "counter", "value": value + 1}
+            if got.status_code == 200:
+                item["etag"] = got.headers["etag"]
+            else:
+                item["options"] = {"concurrency": "first-write"}
+            answer = client.post(base, json=[item])
+            if answer.status_code == 204:
+                done += 1
+            else:
+                assert answer.status_code == 409, answer.text
+    """
+)
+
+
+def test_two_sidecar_processes_share_the_sqlite_file_without_lost_updates(tmp_path: Path) -> None:
+    (tmp_path / "state.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: statestore}\nspec:\n  type: state.sqlite\n"
+        f"  version: v1\n  metadata:\n  - {{name: connectionString, value: '{tmp_path / 'shared.db'}'}}\n"
+    )
+    ports = [free_port(), free_port()]
+    sidecars = [
+        layotto("--app-id", "counter", "--resources-path", str(tmp_path), "--dapr-http-port", str(port))
+        for port in ports
+    ]
+    try:
+        for port in ports:
+            wait_healthy(port)
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", COUNTER, "100"], env={**os.environ, "DAPR_HTTP_PORT": str(port)}, text=True
+            )
+            for port in ports
+        ]
+        for worker in workers:
+            assert worker.wait(timeout=120) == 0
+        assert httpx.get(f"http://127.0.0.1:{ports[0]}/v1.0/state/statestore/counter").json() == 200
+    finally:
+        for sidecar in sidecars:
+            stop(sidecar)

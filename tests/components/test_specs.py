@@ -21,8 +21,9 @@ def write(directory: Path, name: str, text: str) -> Path:
 
 
 def component(name: str, component_type: str, metadata: str = "", extra: str = "") -> str:
-    return textwrap.dedent(
-        f"""\
+    return (
+        textwrap.dedent(
+            f"""\
         apiVersion: dapr.io/v1alpha1
         kind: Component
         metadata:
@@ -32,7 +33,10 @@ def component(name: str, component_type: str, metadata: str = "", extra: str = "
           version: v1
           metadata:
         """
-    ) + (textwrap.indent(textwrap.dedent(metadata), "    ") if metadata else "    []\n") + textwrap.dedent(extra)
+        )
+        + (textwrap.indent(textwrap.dedent(metadata), "    ") if metadata else "    []\n")
+        + textwrap.dedent(extra)
+    )
 
 
 async def prepared(directory: Path, app_id: str = "app1", **environ: str) -> Runtime:
@@ -72,7 +76,9 @@ async def test_unknown_type_error_names_the_file_and_component(tmp_path: Path) -
 
 async def test_missing_required_metadata_names_the_field(tmp_path: Path) -> None:
     write(tmp_path, "redis.yaml", component("cache", "state.redis"))
-    with pytest.raises(SpecError, match=r"redis.yaml: component 'cache' \(state.redis\): metadata 'redisHost' is required"):
+    with pytest.raises(
+        SpecError, match=r"redis.yaml: component 'cache' \(state.redis\): metadata 'redisHost' is required"
+    ):
         await prepared(tmp_path)
 
 
@@ -99,7 +105,11 @@ async def test_bad_key_prefix_is_refused(tmp_path: Path) -> None:
 async def test_secret_key_ref_env_ref_and_templates(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets.json"
     secrets.write_text('{"redis": {"password": "pw"}}')
-    write(tmp_path, "secrets.yaml", component("vault", "secretstores.local.file", f"- name: secretsFile\n  value: {secrets}\n"))
+    write(
+        tmp_path,
+        "secrets.yaml",
+        component("vault", "secretstores.local.file", f"- name: secretsFile\n  value: {secrets}\n"),
+    )
     write(
         tmp_path,
         "state.yaml",
@@ -133,11 +143,17 @@ async def test_secret_key_ref_env_ref_and_templates(tmp_path: Path) -> None:
 async def test_secret_key_ref_to_a_missing_secret_fails_start_up(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets.json"
     secrets.write_text("{}")
-    write(tmp_path, "secrets.yaml", component("vault", "secretstores.local.file", f"- name: secretsFile\n  value: {secrets}\n"))
+    write(
+        tmp_path,
+        "secrets.yaml",
+        component("vault", "secretstores.local.file", f"- name: secretsFile\n  value: {secrets}\n"),
+    )
     write(
         tmp_path,
         "state.yaml",
-        component("s", "state.in-memory", "- name: password\n  secretKeyRef: {name: nope}\n", "auth:\n  secretStore: vault\n"),
+        component(
+            "s", "state.in-memory", "- name: password\n  secretKeyRef: {name: nope}\n", "auth:\n  secretStore: vault\n"
+        ),
     )
     with pytest.raises(SpecError, match=r"component 's' \(state.in-memory\): secretKeyRef nope/nope"):
         await prepared(tmp_path)

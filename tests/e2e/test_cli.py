@@ -136,7 +136,9 @@ def test_bad_spec_fails_start_up_with_one_line(tmp_path: Path) -> None:
     _, stderr = sidecar.communicate(timeout=30)
     assert sidecar.returncode == 1
     lines = stderr.strip().splitlines()
-    assert lines == [f"layotto: {tmp_path / 'bad.yaml'}: component 'cache' (state.redis): metadata 'redisHost' is required"]
+    assert lines == [
+        f"layotto: {tmp_path / 'bad.yaml'}: component 'cache' (state.redis): metadata 'redisHost' is required"
+    ]
 
 
 def test_component_that_cannot_connect_stops_the_sidecar(tmp_path: Path) -> None:

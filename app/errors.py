@@ -121,30 +121,36 @@ def _operation_failed(error: OperationFailed, app_id: str) -> Response:
 # -- everything else ----------------------------------------------------------------------------------------
 
 
+# Component lookup failures by block kind: (status, code, message template, ErrorInfo reason or "" for legacy).
+_NOT_CONFIGURED: dict[str, tuple[int, str, str, str]] = {
+    "state store": (
+        500,
+        "ERR_STATE_STORE_NOT_CONFIGURED",
+        "state store {name} is not configured",
+        "DAPR_STATE_NOT_CONFIGURED",
+    ),
+    "secret store": (500, "ERR_SECRET_STORES_NOT_CONFIGURED", "secret store is not configured", ""),
+}
+_NOT_FOUND: dict[str, tuple[int, str, str, str]] = {
+    "state store": (400, "ERR_STATE_STORE_NOT_FOUND", "state store {name} is not found", "DAPR_STATE_NOT_FOUND"),
+    "secret store": (401, "ERR_SECRET_STORE_NOT_FOUND", "failed finding secret store with key {name}", ""),
+}
+
+
+def _lookup_failure(
+    table: dict[str, tuple[int, str, str, str]], error: ComponentNotConfigured | ComponentNotFound, app_id: str
+) -> Response:
+    status, code, template, reason = table[error.block]
+    details = [_error_info(reason, {"appID": app_id})] if reason else None
+    return error_response(status, code, template.format(name=error.name), details)
+
+
 def _not_configured(error: ComponentNotConfigured, app_id: str) -> Response:
-    if error.block == "state store":
-        return error_response(
-            500,
-            "ERR_STATE_STORE_NOT_CONFIGURED",
-            f"state store {error.name} is not configured",
-            [_error_info("DAPR_STATE_NOT_CONFIGURED", {"appID": app_id})],
-        )
-    if error.block == "secret store":
-        return error_response(500, "ERR_SECRET_STORES_NOT_CONFIGURED", "secret store is not configured")
-    return error_response(500, "ERR_INTERNAL", str(error))
+    return _lookup_failure(_NOT_CONFIGURED, error, app_id)
 
 
 def _not_found(error: ComponentNotFound, app_id: str) -> Response:
-    if error.block == "state store":
-        return error_response(
-            400,
-            "ERR_STATE_STORE_NOT_FOUND",
-            f"state store {error.name} is not found",
-            [_error_info("DAPR_STATE_NOT_FOUND", {"appID": app_id})],
-        )
-    if error.block == "secret store":
-        return error_response(401, "ERR_SECRET_STORE_NOT_FOUND", f"failed finding secret store with key {error.name}")
-    return error_response(400, "ERR_BAD_REQUEST", str(error))
+    return _lookup_failure(_NOT_FOUND, error, app_id)
 
 
 def _illegal_key(error: IllegalKey, app_id: str) -> Response:

@@ -17,18 +17,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from app.app_channel import AppChannel
 from app.settings import Settings
+from building_blocks.block import Block
 from building_blocks.component import Component, ComponentContext, Metadata
 from building_blocks.errors import LayottoError, SpecError
 from building_blocks.registry import block_of, resolve
-from building_blocks.secretstores.base import SecretStore
 from building_blocks.secretstores.block import SecretBlock
 from building_blocks.specs import ComponentSpec, load_resources, resolve_metadata
 from building_blocks.state.base import Feature as StateFeature
 from building_blocks.state.base import StateStore
-from building_blocks.state.block import KeyPrefixer, StateBlock
+from building_blocks.state.block import StateBlock
 
 __all__ = ("LoadedComponent", "Runtime")
 
@@ -56,8 +57,12 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.state = StateBlock()
-        self.secrets = SecretBlock()
+        context = ComponentContext(app_id=settings.app_id, namespace=settings.namespace)
+        self.context = context
+        self.state = StateBlock(context)
+        self.secrets = SecretBlock(context)
+        #: Every block by the block part of Dapr type strings; a new block adds one entry here.
+        self.blocks: dict[str, Block[Any]] = {block.type_prefix: block for block in (self.state, self.secrets)}
         self.components: list[LoadedComponent] = []
         self.extended: dict[str, str] = {}
         self.failure = ""
@@ -65,7 +70,6 @@ class Runtime:
         self.ready_at: float | None = None
         self._ready = asyncio.Event()
         self._prepared = False
-        self._prefixers: dict[str, KeyPrefixer] = {}
         self._task: asyncio.Task[None] | None = None
         self.on_failure: Callable[[str], None] = lambda reason: None
         #: Called by ``POST /v1.0/shutdown`` (``force`` = skip the graceful drain); set by the server.
@@ -90,18 +94,18 @@ class Runtime:
     def request_shutdown(self, force: bool = False) -> None:
         self.shutdown_handler(force)
 
-    def _context(self) -> ComponentContext:
-        return ComponentContext(app_id=self.settings.app_id, namespace=self.settings.namespace)
-
     def _construct(self, spec: ComponentSpec, values: dict[str, str]) -> Component:
+        """Build the component and register it with its block (which checks block-level metadata)."""
         try:
             cls = resolve(spec.type, spec.version)
         except SpecError as exc:
             raise SpecError(f"{spec.where}: {exc}") from None
-        expected = {"state": StateStore, "secretstores": SecretStore}.get(block_of(spec.type), Component)
-        if not issubclass(cls, expected):
-            raise SpecError(f"{spec.where}: type is not a {block_of(spec.type)} component")
-        return cls(spec.name, Metadata(values, spec.where), self._context())
+        block = self.blocks.get(block_of(spec.type))
+        if block is None or not issubclass(cls, block.component_base):
+            raise SpecError(f"{spec.where}: no building block serves type '{spec.type}'")
+        component = cls(spec.name, Metadata(values, spec.where), self.context)
+        block.add(component, spec.where)
+        return component
 
     async def _secret(self, store: str, name: str, key: str) -> str:
         try:
@@ -128,8 +132,6 @@ class Runtime:
                 await asyncio.wait_for(store.init(), spec.init_timeout)
             except (LayottoError, TimeoutError) as exc:
                 raise SpecError(f"{spec.where}: init failed: {exc or 'timed out'}") from None
-            assert isinstance(store, SecretStore)
-            self.secrets.add(store)
             self.components.append(LoadedComponent(spec, store, ready=True))
         for spec in specs:
             if spec in secret_specs:
@@ -141,13 +143,7 @@ class Runtime:
             except SpecError as exc:
                 message = str(exc)
                 raise SpecError(message if message.startswith(spec.source) else f"{spec.where}: {message}") from None
-            component = self._construct(spec, values)
-            if isinstance(component, StateStore):
-                strategy = component.metadata.get("keyPrefix", "")
-                self._prefixers[spec.name] = KeyPrefixer(
-                    strategy, spec.name, settings.app_id, settings.namespace, spec.where
-                )
-            self.components.append(LoadedComponent(spec, component))
+            self.components.append(LoadedComponent(spec, self._construct(spec, values)))
         self._prepared = True
 
     async def _init_one(self, loaded: LoadedComponent) -> None:
@@ -159,14 +155,10 @@ class Runtime:
             message = f"{spec.where}: init failed: {problem}"
             if spec.ignore_errors:
                 log.warning("%s (ignored: ignoreErrors is set)", message)
+                self.blocks[block_of(spec.type)].remove(spec.name)
                 return
             raise SpecError(message) from exc
         loaded.ready = True
-
-    def _register(self, loaded: LoadedComponent) -> None:
-        component = loaded.component
-        if isinstance(component, StateStore):
-            self.state.add(component, self._prefixers[component.name])
 
     async def _initialise(self) -> None:
         pending = [c for c in self.components if not c.ready]
@@ -177,9 +169,6 @@ class Runtime:
             log.error("%s", exc)
             self.on_failure(self.failure)
             return
-        for loaded in self.components:
-            if loaded.ready:
-                self._register(loaded)
         self.ready_at = time.monotonic()
         self._ready.set()
         log.info(

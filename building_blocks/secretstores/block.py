@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from building_blocks.errors import ComponentNotConfigured, ComponentNotFound, LayottoError, Operation, OperationFailed
+from building_blocks.block import Block
+from building_blocks.errors import LayottoError, Operation, OperationFailed
 from building_blocks.secretstores.base import SecretStore
 
 __all__ = ("SecretBlock",)
@@ -14,25 +15,15 @@ log = logging.getLogger(__name__)
 _NONE: Mapping[str, str] = {}
 
 
-class SecretBlock:
+class SecretBlock(Block[SecretStore]):
     """All loaded secret stores."""
 
-    def __init__(self) -> None:
-        self.stores: dict[str, SecretStore] = {}
-
-    def add(self, store: SecretStore) -> None:
-        self.stores[store.name] = store
-
-    def _store(self, name: str) -> SecretStore:
-        store = self.stores.get(name)
-        if store is None:
-            if not self.stores:
-                raise ComponentNotConfigured("secret store", name)
-            raise ComponentNotFound("secret store", name)
-        return store
+    kind = "secret store"
+    type_prefix = "secretstores"
+    component_base = SecretStore
 
     async def get(self, store_name: str, name: str, metadata: Mapping[str, str] = _NONE) -> dict[str, str]:
-        store = self._store(store_name)
+        store = self.component(store_name)
         try:
             return await store.get_secret(name, metadata)
         except Exception as exc:
@@ -41,7 +32,7 @@ class SecretBlock:
             raise OperationFailed(Operation.SECRET_GET, store_name, exc, name) from exc
 
     async def bulk_get(self, store_name: str, metadata: Mapping[str, str] = _NONE) -> dict[str, dict[str, str]]:
-        store = self._store(store_name)
+        store = self.component(store_name)
         try:
             return await store.bulk_get_secret(metadata)
         except Exception as exc:

@@ -13,20 +13,19 @@ from typing import Any, TypeVar
 
 import orjson
 
+from building_blocks.block import Block
+from building_blocks.component import ComponentContext
 from building_blocks.errors import (
-    ComponentNotConfigured,
-    ComponentNotFound,
     FeatureNotSupported,
-    IllegalKey,
     InvalidOption,
     InvalidRequest,
     LayottoError,
     Operation,
     OperationFailed,
-    SpecError,
     TooManyOperations,
     UnsupportedOperation,
 )
+from building_blocks.keyprefix import KeyPrefixer
 from building_blocks.state import query as q
 from building_blocks.state.base import (
     NO_METADATA,
@@ -45,37 +44,12 @@ from building_blocks.state.base import (
     TransactionRequest,
 )
 
-__all__ = ("KeyPrefixer", "StateBlock")
+__all__ = ("StateBlock",)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-SEPARATOR = "||"
 _ITEM_FIELDS = {"key", "value", "etag", "metadata", "options", "contentType"}
 _CANONICAL = {name.lower(): name for name in _ITEM_FIELDS}
-
-
-class KeyPrefixer:
-    """Dapr's key prefixing: ``keyPrefix`` = appid (default) | name | namespace | none | <literal>."""
-
-    def __init__(self, strategy: str, store_name: str, app_id: str, namespace: str, where: str = "") -> None:
-        strategy = strategy or "appid"
-        if SEPARATOR in strategy:
-            raise SpecError(f"{where}: metadata 'keyPrefix' can't contain '||'")
-        match strategy.lower():
-            case "appid":
-                prefix = app_id
-            case "name":
-                prefix = store_name
-            case "namespace":
-                prefix = f"{namespace}.{app_id}" if namespace and app_id else app_id
-            case "none":
-                prefix = ""
-            case _:
-                prefix = strategy
-        self.prefix = prefix + SEPARATOR if prefix else ""
-
-    def original(self, stored: str) -> str:
-        return stored[len(self.prefix) :] if stored.startswith(self.prefix) else stored
 
 
 class _Entry:
@@ -177,25 +151,32 @@ def _merged(own: Mapping[str, str], query_metadata: Mapping[str, str]) -> Mappin
     return {**own, **query_metadata}
 
 
-class StateBlock:
+class StateBlock(Block[StateStore]):
     """All loaded state stores, and the state API's operations on them."""
 
-    def __init__(self) -> None:
+    kind = "state store"
+    type_prefix = "state"
+    component_base = StateStore
+
+    def __init__(self, context: ComponentContext) -> None:
+        super().__init__(context)
         self._entries: dict[str, _Entry] = {}
 
-    def add(self, store: StateStore, prefixer: KeyPrefixer) -> None:
-        self._entries[store.name] = _Entry(store, prefixer)
+    def add(self, component: StateStore, where: str) -> None:
+        super().add(component, where)
+        self._entries[component.name] = _Entry(
+            component, KeyPrefixer.of(component.name, component.metadata, self.context)
+        )
 
-    @property
-    def stores(self) -> dict[str, StateStore]:
-        return {name: entry.store for name, entry in self._entries.items()}
+    def remove(self, name: str) -> None:
+        super().remove(name)
+        self._entries.pop(name, None)
 
     def _entry(self, name: str) -> _Entry:
         entry = self._entries.get(name)
         if entry is None:
-            if not self._entries:
-                raise ComponentNotConfigured("state store", name)
-            raise ComponentNotFound("state store", name)
+            self.component(name)  # raises not configured / not found
+            raise AssertionError(name)
         return entry
 
     def check_store(self, name: str) -> None:
@@ -204,9 +185,7 @@ class StateBlock:
 
     @staticmethod
     def _key(entry: _Entry, key: str) -> str:
-        if SEPARATOR in key:
-            raise IllegalKey(entry.store.name, key)
-        return entry.prefixer.prefix + key
+        return entry.prefixer.key(entry.store.name, key)
 
     @staticmethod
     async def _do(operation: Operation, store: str, key: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -370,6 +349,3 @@ class StateBlock:
             return QueryResponse(results, response.token, response.metadata)
 
         return await self._do(Operation.STATE_QUERY, name, "", call)
-
-    async def close(self) -> None:
-        self._entries.clear()

@@ -29,7 +29,7 @@ async def _serves_state(profile: str, environ: dict[str, str]) -> None:
     await runtime.start()
     try:
         await runtime.wait_ready()
-        assert "statestore" in runtime.state.stores
+        assert "statestore" in runtime.state.components
     finally:
         await runtime.close()
 

@@ -65,7 +65,7 @@ class SidecarMiddleware:
                 await self._too_large(scope, receive, send)
                 return
         if not self.runtime.ready and not path.startswith(_UNGATED_PREFIXES):
-            await self.runtime.wait_ready()
+            await self.runtime.wait_settled()
         if scope["method"] in ("GET", "HEAD", "DELETE"):
             await self.app(scope, receive, send)
             return

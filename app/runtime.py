@@ -69,6 +69,7 @@ class Runtime:
         self.started_at = time.monotonic()
         self.ready_at: float | None = None
         self._ready = asyncio.Event()
+        self._settled = asyncio.Event()
         self._prepared = False
         self._task: asyncio.Task[None] | None = None
         self.on_failure: Callable[[str], None] = lambda reason: None
@@ -83,6 +84,10 @@ class Runtime:
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
+
+    async def wait_settled(self) -> None:
+        """Until start-up has either succeeded or failed."""
+        await self._settled.wait()
 
     def not_ready_targets(self) -> list[str]:
         """What the sidecar still waits for before it is healthy (empty when healthy)."""
@@ -167,10 +172,12 @@ class Runtime:
         except SpecError as exc:
             self.failure = str(exc)
             log.error("%s", exc)
+            self._settled.set()
             self.on_failure(self.failure)
             return
         self.ready_at = time.monotonic()
         self._ready.set()
+        self._settled.set()
         log.info(
             "runtime ready in %.0f ms: %s",
             (self.ready_at - self.started_at) * 1000,

@@ -75,7 +75,11 @@ class Runtime:
         self.on_failure: Callable[[str], None] = lambda reason: None
         #: Called by ``POST /v1.0/shutdown`` (``force`` = skip the graceful drain); set by the server.
         self.shutdown_handler: Callable[[bool], None] = lambda force: log.warning("shutdown requested, no server")
-        self.app_channel = AppChannel(settings.app_channel_address, settings.app_port) if settings.app_port else None
+        self.app_channel = (
+            AppChannel(settings.app_channel_address, settings.app_port, settings.app_api_token)
+            if settings.app_port
+            else None
+        )
         self._app_task: asyncio.Task[None] | None = None
 
     @property
@@ -203,3 +207,5 @@ class Runtime:
             except Exception:
                 log.exception("closing %s failed", loaded.spec.where)
         self.components.clear()
+        if self.app_channel is not None:
+            await self.app_channel.close()

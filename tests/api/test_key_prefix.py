@@ -14,7 +14,14 @@ from tests.sidecar import component_yaml, running_sidecar
 
 @pytest.mark.parametrize(
     ("strategy", "stored"),
-    [("", "{app}||{key}"), ("appid", "{app}||{key}"), ("name", "store||{key}"), ("namespace", "prod.{app}||{key}"), ("none", "{key}"), ("custom-prefix", "custom-prefix||{key}")],
+    [
+        ("", "{app}||{key}"),
+        ("appid", "{app}||{key}"),
+        ("name", "store||{key}"),
+        ("namespace", "prod.{app}||{key}"),
+        ("none", "{key}"),
+        ("custom-prefix", "custom-prefix||{key}"),
+    ],
 )
 async def test_stored_key(tmp_path: Path, strategy: str, stored: str) -> None:
     host = require_redis()

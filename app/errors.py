@@ -17,16 +17,21 @@ from starlette.responses import Response
 
 from building_blocks.errors import (
     BulkError,
+    BulkEventsInvalid,
+    BulkPublishFailed,
     ComponentNotConfigured,
     ComponentNotFound,
     ETagInvalid,
     ETagMismatch,
+    EventInvalid,
     FeatureNotSupported,
     IllegalKey,
     InvalidRequest,
     Operation,
     OperationFailed,
+    PublishMetadataInvalid,
     TooManyOperations,
+    TopicForbidden,
     UnsupportedOperation,
 )
 
@@ -97,6 +102,12 @@ _ETAG_STATUS_OPERATIONS = (Operation.STATE_SAVE, Operation.STATE_DELETE)
 
 
 def _operation_failed(error: OperationFailed, app_id: str) -> Response:
+    if error.operation is Operation.PUBSUB_PUBLISH:
+        text = f"error when publishing to topic {error.key} in pubsub {error.store}: {error.cause}"
+        metadata = {"topic": error.key, "error": str(error.cause)}
+        return _pubsub_error(
+            500, "ERR_PUBSUB_PUBLISH_MESSAGE", "DAPR_PUBSUB_PUBLISH_MESSAGE", error.store, text, metadata
+        )
     if error.operation is Operation.STATE_QUERY:
         return error_response(
             500,
@@ -130,10 +141,12 @@ _NOT_CONFIGURED: dict[str, tuple[int, str, str, str]] = {
         "DAPR_STATE_NOT_CONFIGURED",
     ),
     "secret store": (500, "ERR_SECRET_STORES_NOT_CONFIGURED", "secret store is not configured", ""),
+    "pubsub": (400, "ERR_PUBSUB_NOT_CONFIGURED", "no pubsub is configured", "DAPR_PUBSUB_NOT_CONFIGURED"),
 }
 _NOT_FOUND: dict[str, tuple[int, str, str, str]] = {
     "state store": (400, "ERR_STATE_STORE_NOT_FOUND", "state store {name} is not found", "DAPR_STATE_NOT_FOUND"),
     "secret store": (401, "ERR_SECRET_STORE_NOT_FOUND", "failed finding secret store with key {name}", ""),
+    "pubsub": (404, "ERR_PUBSUB_NOT_FOUND", "pubsub {name} is not found", "DAPR_PUBSUB_NOT_FOUND"),
 }
 
 
@@ -205,6 +218,50 @@ def _not_supported(error: FeatureNotSupported, app_id: str) -> Response:
     )
 
 
+def _pubsub_error(status: int, code: str, reason: str, pubsub: str, message: str, metadata: dict[str, str]) -> Response:
+    resource = {**_resource_info("pubsub", pubsub), "description": message}
+    return error_response(status, code, message, [_error_info(reason, metadata), resource])
+
+
+def _topic_forbidden(error: TopicForbidden, app_id: str) -> Response:
+    metadata = {"appID": app_id, "topic": error.topic}
+    return _pubsub_error(403, "ERR_PUBSUB_FORBIDDEN", "DAPR_PUBSUB_FORBIDDEN", error.pubsub, str(error), metadata)
+
+
+def _publish_metadata(error: PublishMetadataInvalid, app_id: str) -> Response:
+    metadata = {"appID": app_id, "topic": error.topic}
+    return _pubsub_error(
+        400, "ERR_PUBSUB_REQUEST_METADATA", "DAPR_PUBSUB_METADATA_DESERIALIZATION", error.pubsub, str(error), metadata
+    )
+
+
+def _event_invalid(error: EventInvalid, app_id: str) -> Response:
+    metadata = {"appID": app_id, "topic": error.topic, "error": error.detail}
+    return _pubsub_error(
+        500, "ERR_PUBSUB_CLOUD_EVENTS_SER", "DAPR_PUBSUB_CLOUD_EVENT_CREATION", error.pubsub, str(error), metadata
+    )
+
+
+_BULK_REASONS = {
+    "unmarshal": "DAPR_PUBSUB_UNMARSHAL_EVENTS",
+    "entry": "DAPR_PUBSUB_MARSHAL_EVENTS",
+    "envelope": "DAPR_PUBSUB_MARSHAL_ENVELOPE",
+}
+
+
+def _bulk_invalid(error: BulkEventsInvalid, app_id: str) -> Response:
+    metadata = {"appID": app_id, "topic": error.topic}
+    reason = _BULK_REASONS[error.kind]
+    return _pubsub_error(400, "ERR_PUBSUB_EVENTS_SER", reason, error.pubsub, str(error), metadata)
+
+
+def _bulk_failed(error: BulkPublishFailed, app_id: str) -> Response:
+    failed = [{"entryId": entry_id, "error": message} for entry_id, message in error.failures]
+    body = orjson.dumps({"failedEntries": failed, "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE"})
+    headers = {"metadata.responseData": body.decode(), "metadata.error": str(error)}
+    return Response(body, 500, headers, media_type="application/json")
+
+
 def _api_error(error: ApiError, app_id: str) -> Response:
     return error_response(error.status, error.code, error.message)
 
@@ -227,6 +284,11 @@ _RENDERERS: dict[type[Exception], Callable[[Any, str], Response]] = {
     UnsupportedOperation: _unsupported_operation,
     InvalidRequest: _invalid_request,
     FeatureNotSupported: _not_supported,
+    TopicForbidden: _topic_forbidden,
+    PublishMetadataInvalid: _publish_metadata,
+    EventInvalid: _event_invalid,
+    BulkEventsInvalid: _bulk_invalid,
+    BulkPublishFailed: _bulk_failed,
 }
 
 

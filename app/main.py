@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from app.errors import ApiError, error_response, render_error
 from app.middleware import SidecarMiddleware
-from app.routers import health, invoke, metadata, secrets, state
+from app.routers import health, invoke, metadata, publish, secrets, state
 from app.runtime import Runtime
 from app.settings import Settings
 from building_blocks.errors import LayottoError
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         openapi_url=None,
     )
     app.state.runtime = runtime
-    for module in (health, metadata, state, secrets, invoke):
+    for module in (health, metadata, state, secrets, publish, invoke):
         app.include_router(module.router)
     app.include_router(invoke.fallback_router)  # last: every unmatched path and method
 

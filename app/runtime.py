@@ -19,12 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from app.app_channel import AppChannel
+from app.postman import HttpPostman
 from app.settings import Settings
 from building_blocks.block import Block
 from building_blocks.component import Component, ComponentContext, Metadata
 from building_blocks.errors import LayottoError, SpecError
+from building_blocks.pubsub.block import PubSubBlock
+from building_blocks.pubsub.subscriptions import SubscriptionSpec, from_declarations, from_programmatic
 from building_blocks.registry import block_of, resolve
+from building_blocks.resiliency import Resiliency
 from building_blocks.secretstores.block import SecretBlock
 from building_blocks.specs import ComponentSpec, load_resources, resolve_metadata
 from building_blocks.state.base import Feature as StateFeature
@@ -61,8 +67,13 @@ class Runtime:
         self.context = context
         self.state = StateBlock(context)
         self.secrets = SecretBlock(context)
+        self.pubsub = PubSubBlock(context)
         #: Every block by the block part of Dapr type strings; a new block adds one entry here.
-        self.blocks: dict[str, Block[Any]] = {block.type_prefix: block for block in (self.state, self.secrets)}
+        self.blocks: dict[str, Block[Any]] = {
+            block.type_prefix: block for block in (self.state, self.secrets, self.pubsub)
+        }
+        self.resiliency = Resiliency()
+        self.declared_subscriptions: list[SubscriptionSpec] = []
         self.components: list[LoadedComponent] = []
         self.extended: dict[str, str] = {}
         self.failure = ""
@@ -81,6 +92,7 @@ class Runtime:
             else None
         )
         self._app_task: asyncio.Task[None] | None = None
+        self._subscribe_task: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
@@ -131,6 +143,8 @@ class Runtime:
             return
         settings = self.settings
         resources = load_resources(settings.resources_paths, settings.app_id)
+        self.resiliency = Resiliency.load(resources.others.get("Resiliency", []), settings.app_id)
+        self.declared_subscriptions = from_declarations(resources.others.get("Subscription", []), settings.app_id)
         specs = resources.components
         secret_specs = [s for s in specs if block_of(s.type) == "secretstores"]
         for spec in secret_specs:
@@ -189,18 +203,51 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        """Step 2: connect the components in the background."""
+        """Step 2: connect the components in the background; then subscribe once the app listens."""
         await self.prepare()
         self._task = asyncio.create_task(self._initialise())
         if self.app_channel is not None:
             self._app_task = asyncio.create_task(self.app_channel.wait_until_listening())
+            self._subscribe_task = asyncio.create_task(self._subscribe(self.app_channel))
+
+    async def _subscribe(self, channel: AppChannel) -> None:
+        await self.wait_ready()
+        await channel.listening_event()
+        specs = [*self.declared_subscriptions, *await self._programmatic_subscriptions(channel)]
+        try:
+            await self.pubsub.subscribe_all(specs, HttpPostman(channel), self.resiliency)
+        except Exception:
+            log.exception("starting subscriptions failed")
+
+    async def _programmatic_subscriptions(self, channel: AppChannel) -> list[SubscriptionSpec]:
+        """``GET /dapr/subscribe`` on the app, retried as Dapr's built-in initialisation policy does."""
+        for delay in (0.5, 0.75, 1.125, None):
+            try:
+                response = await channel.request("GET", "/dapr/subscribe", headers={"content-type": "application/json"})
+            except Exception as exc:
+                log.warning("GET /dapr/subscribe failed: %s", str(exc) or type(exc).__name__)
+            else:
+                if response.status_code == 404:
+                    return []
+                if response.status_code == 200:
+                    try:
+                        return from_programmatic(orjson.loads(response.content) if response.content.strip() else [])
+                    except (orjson.JSONDecodeError, SpecError) as exc:
+                        log.error("the app's /dapr/subscribe answer is invalid: %s", exc)
+                        return []
+                log.error("GET /dapr/subscribe answered %d; no programmatic subscriptions", response.status_code)
+                return []
+            if delay is not None:
+                await asyncio.sleep(delay)
+        return []
 
     async def close(self) -> None:
-        for task in (self._task, self._app_task):
+        for task in (self._task, self._app_task, self._subscribe_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.pubsub.close_subscriptions()
         for loaded in reversed(self.components):
             try:
                 await loaded.component.close()

@@ -11,6 +11,12 @@
     │   ├── UnsupportedOperation   a transaction names an operation other than upsert/delete
     │   └── TooManyOperations      a transaction is larger than the store accepts
     ├── FeatureNotSupported        the component does not implement an optional feature
+    ├── AppChannelMissing          an API needs the app channel and the sidecar has none (no --app-port)
+    ├── TopicForbidden             topic scoping refuses this app the topic
+    ├── PublishMetadataInvalid     a publish request's metadata can't be understood (rawPayload=maybe)
+    ├── EventInvalid               a CloudEvent can't be built from the request
+    ├── BulkEventsInvalid          a bulk publish body or entry is malformed
+    ├── BulkPublishFailed          some entries of a bulk publish failed
     ├── ComponentError             the backend failed (connection, timeout, unexpected answer...)
     │   ├── ETagMismatch           a concurrency check failed (etag or first-write)
     │   ├── ETagInvalid            the etag cannot be valid for this store (e.g. not an integer)
@@ -26,12 +32,16 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 __all__ = (
+    "AppChannelMissing",
     "BulkError",
+    "BulkEventsInvalid",
+    "BulkPublishFailed",
     "ComponentError",
     "ComponentNotConfigured",
     "ComponentNotFound",
     "ETagInvalid",
     "ETagMismatch",
+    "EventInvalid",
     "FeatureNotSupported",
     "IllegalKey",
     "InvalidOption",
@@ -40,8 +50,10 @@ __all__ = (
     "NotFoundInStore",
     "Operation",
     "OperationFailed",
+    "PublishMetadataInvalid",
     "SpecError",
     "TooManyOperations",
+    "TopicForbidden",
     "UnsupportedOperation",
 )
 
@@ -114,6 +126,52 @@ class FeatureNotSupported(LayottoError):
         self.feature = feature
 
 
+class TopicForbidden(LayottoError):
+    """Topic scoping (``allowedTopics``, ``publishingScopes``...) refuses ``topic`` to this app."""
+
+    def __init__(self, pubsub: str, topic: str, app_id: str) -> None:
+        super().__init__(f"topic {topic} is not allowed for app id {app_id}")
+        self.pubsub = pubsub
+        self.topic = topic
+
+
+class PublishMetadataInvalid(LayottoError):
+    def __init__(self, pubsub: str, topic: str, detail: str) -> None:
+        super().__init__(f"failed deserializing metadata. Error: {detail}")
+        self.pubsub = pubsub
+        self.topic = topic
+
+
+class EventInvalid(LayottoError):
+    """The body sent as a CloudEvent is not a JSON object."""
+
+    def __init__(self, pubsub: str, topic: str, detail: str) -> None:
+        super().__init__("cannot create cloudevent")
+        self.pubsub = pubsub
+        self.topic = topic
+        self.detail = detail
+
+
+class BulkEventsInvalid(LayottoError):
+    """A bulk publish body (``kind`` = "unmarshal") or one of its entries ("entry", "envelope") is malformed."""
+
+    def __init__(self, pubsub: str, topic: str, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.pubsub = pubsub
+        self.topic = topic
+        self.kind = kind
+
+
+class BulkPublishFailed(LayottoError):
+    """``failures`` lists ``(entryId, error)`` of the entries that were not published."""
+
+    def __init__(self, pubsub: str, topic: str, failures: Sequence[tuple[str, str]]) -> None:
+        super().__init__(f"{len(failures)} entries failed to publish to topic {topic} in pubsub {pubsub}")
+        self.pubsub = pubsub
+        self.topic = topic
+        self.failures = tuple(failures)
+
+
 class ComponentError(LayottoError):
     """The backend of a component failed."""
 
@@ -161,8 +219,27 @@ class Operation(StrEnum):
     STATE_BULK_GET = "state.bulk_get"
     STATE_TRANSACTION = "state.transaction"
     STATE_QUERY = "state.query"
+    PUBSUB_PUBLISH = "pubsub.publish"
     SECRET_GET = "secret.get"
     SECRET_BULK_GET = "secret.bulk_get"
+    CONFIGURATION_GET = "configuration.get"
+    CONFIGURATION_SUBSCRIBE = "configuration.subscribe"
+    CONFIGURATION_UNSUBSCRIBE = "configuration.unsubscribe"
+    CONFIGURATION_SAVE = "configuration.save"
+    CONFIGURATION_DELETE = "configuration.delete"
+    LOCK_TRY = "lock.try_lock"
+    LOCK_UNLOCK = "lock.unlock"
+    LOCK_RENEW = "lock.renew"
+    SEQUENCER_NEXT_ID = "sequencer.next_id"
+    SEQUENCER_SEGMENT = "sequencer.segment"
+
+
+class AppChannelMissing(LayottoError):
+    """The sidecar has no app channel (no ``--app-port``), so it can't ``purpose`` (deliver to the app)."""
+
+    def __init__(self, purpose: str) -> None:
+        super().__init__(f"app channel is not initialized. cannot {purpose}")
+        self.purpose = purpose
 
 
 class OperationFailed(LayottoError):

@@ -37,7 +37,17 @@ async def get_metadata(request: Request) -> Response:
             "actors": [],
             "components": components,
             "extended": {**runtime.extended, "daprRuntimeVersion": __version__},
-            "subscriptions": [],
+            "subscriptions": [
+                {
+                    "pubsubname": spec.pubsub,
+                    "topic": spec.topic,
+                    "metadata": dict(spec.metadata),
+                    "rules": [{"match": rule.match, "path": rule.path} for rule in spec.rules],
+                    "deadLetterTopic": spec.dead_letter_topic,
+                    "type": spec.kind,
+                }
+                for spec in runtime.pubsub.subscriptions
+            ],
             "httpEndpoints": [],
             "appConnectionProperties": connection,
         }

@@ -1,0 +1,126 @@
+"""Subscriptions: from the app's ``GET /dapr/subscribe`` answer and from ``kind: Subscription`` YAML.
+
+A subscription routes each event to the path of the first rule whose CEL ``match`` holds for the
+CloudEvent (variable ``event``); an empty match always holds. Rules are ``routes.rules`` in order, then
+``routes.default`` (or v1's ``route``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cel
+
+from building_blocks.errors import SpecError
+
+__all__ = ("BulkSettings", "Rule", "SubscriptionSpec", "from_declarations", "from_programmatic")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    match: str
+    path: str
+    program: Any = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def compile(cls, match: str, path: str) -> Rule:
+        path = path if path.startswith("/") else "/" + path
+        if not match.strip():
+            return cls("", path)
+        try:
+            return cls(match, path, cel.compile(match))
+        except ValueError as exc:
+            raise SpecError(f"invalid routing rule match '{match}': {' '.join(str(exc).split())}") from None
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        if self.program is None:
+            return True
+        try:
+            return self.program.execute({"event": event}) is True
+        except Exception:  # a missing field or a type error means "does not match", as in Dapr
+            return False
+
+
+@dataclass(frozen=True, slots=True)
+class BulkSettings:
+    max_messages: int = 100
+    max_await_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSpec:
+    pubsub: str
+    topic: str
+    rules: tuple[Rule, ...]
+    dead_letter_topic: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    bulk: BulkSettings | None = None
+    kind: str = "PROGRAMMATIC"
+
+    @property
+    def raw_payload(self) -> bool:
+        return self.metadata.get("rawPayload", "").lower() == "true"
+
+    def route(self, event: Mapping[str, Any]) -> str | None:
+        """The path of the first rule that matches, or None."""
+        return next((rule.path for rule in self.rules if rule.matches(event)), None)
+
+
+def _lower_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in raw.items()}
+
+
+def _parse(raw: Mapping[str, Any], kind: str) -> SubscriptionSpec | None:
+    fields = _lower_keys(raw)
+    pubsub, topic = str(fields.get("pubsubname") or ""), str(fields.get("topic") or "")
+    if not pubsub or not topic:
+        raise SpecError(f"subscription {dict(raw)!r} needs pubsubname and topic")
+    routes = _lower_keys(fields.get("routes") or {})
+    rules = [Rule.compile(str(r.get("match") or ""), str(r.get("path") or "")) for r in routes.get("rules") or []]
+    default = routes.get("default") or fields.get("route")
+    if default:
+        rules.append(Rule.compile("", str(default)))
+    if not rules:
+        log.warning("subscription to %s/%s has no route; ignored", pubsub, topic)
+        return None
+    bulk_raw = _lower_keys(fields.get("bulksubscribe") or {})
+    bulk = None
+    if bulk_raw.get("enabled") in (True, "true", "True"):
+        bulk = BulkSettings(
+            max_messages=int(bulk_raw.get("maxmessagescount") or 100),
+            max_await_seconds=int(bulk_raw.get("maxawaitdurationms") or 1000) / 1000,
+        )
+    metadata = {str(k): str(v) for k, v in (fields.get("metadata") or {}).items()}
+    return SubscriptionSpec(pubsub, topic, tuple(rules), str(fields.get("deadlettertopic") or ""), metadata, bulk, kind)
+
+
+def from_programmatic(answer: Any) -> list[SubscriptionSpec]:
+    """The subscriptions in an app's ``/dapr/subscribe`` JSON answer."""
+    if answer is None:
+        return []
+    if not isinstance(answer, list):
+        raise SpecError("/dapr/subscribe must answer a JSON array")
+    specs = [_parse(item, "PROGRAMMATIC") for item in answer if isinstance(item, dict)]
+    return [spec for spec in specs if spec is not None]
+
+
+def from_declarations(documents: Iterable[tuple[str, dict[str, Any]]], app_id: str) -> list[SubscriptionSpec]:
+    """``kind: Subscription`` resources (v1alpha1 or v2alpha1) in scope for ``app_id``."""
+    specs = []
+    for source, document in documents:
+        scopes = document.get("scopes") or []
+        if scopes and app_id not in scopes:
+            continue
+        name = (document.get("metadata") or {}).get("name", "?")
+        try:
+            spec = _parse(document.get("spec") or {}, "DECLARATIVE")
+        except SpecError as exc:
+            raise SpecError(f"{source}: subscription '{name}': {exc}") from None
+        if spec is not None:
+            specs.append(spec)
+    return specs

@@ -7,27 +7,24 @@ number of keys) and ``WRITE`` (checks every etag of a list of sets/deletes, then
 a single set or delete is a one-operation list).
 
 Features: ETAG (integer versions), TRANSACTIONAL, TTL.
-Metadata: ``redisHost`` (required, ``host:port``), ``redisPort`` (6379, when the host has no port),
-``redisUsername``, ``redisPassword``, ``redisDB`` (0), ``enableTLS`` (false),
-``redisMaxRetries`` / ``maxRetries`` (3), ``dialTimeout`` (5s), ``readTimeout`` (3s),
-``poolSize`` (10 per CPU), ``poolTimeout`` (readTimeout + 1s), ``ttlInSeconds`` (default TTL of
+Metadata: the connection settings of ``building_blocks._common.redis`` (``redisHost``, ``redisPort``,
+``redisUsername``, ``redisPassword``, ``redisDB``, ``enableTLS``, ``redisMaxRetries`` / ``maxRetries``,
+``dialTimeout``, ``readTimeout``, ``poolSize``, ``poolTimeout``), and ``ttlInSeconds`` (default TTL of
 writes that give none; none by default).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis, SSLConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
+from building_blocks._common.redis import pool_options
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, ETagMismatch
 from building_blocks.state.base import (
@@ -107,25 +104,8 @@ class RedisStateStore(StateStore):
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
-        meta = self.metadata
-        host, port = _split_address(meta.text("redisHost", required=True), meta.integer("redisPort", 6379))
-        read_timeout = meta.duration("readTimeout", 3.0)
-        retries = meta.integer("redisMaxRetries", meta.integer("maxRetries", 3))
-        self._pool_options: dict[str, Any] = {
-            "host": host,
-            "port": port,
-            "db": meta.integer("redisDB", 0),
-            "username": meta.text("redisUsername") or None,
-            "password": meta.text("redisPassword") or None,
-            "socket_connect_timeout": meta.duration("dialTimeout", 5.0),
-            "socket_timeout": read_timeout if read_timeout > 0 else None,
-            "retry": Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.008), max(retries, 0)),
-            "max_connections": meta.integer("poolSize", 10 * (os.cpu_count() or 1)),
-            "timeout": meta.duration("poolTimeout", max(read_timeout, 0) + 1.0),
-        }
-        if meta.boolean("enableTLS", False):
-            self._pool_options["connection_class"] = SSLConnection
-        ttl = meta.integer("ttlInSeconds", 0)
+        self._pool_options = pool_options(self.metadata)
+        ttl = self.metadata.integer("ttlInSeconds", 0)
         self._default_ttl = ttl if ttl > 0 else None
         self._client: Redis | None = None
 
@@ -186,14 +166,6 @@ class RedisStateStore(StateStore):
                 args += ("d", etag, "", b"", 0)
         with _translated():
             await self._write(keys=[op.key for op in operations], args=args)
-
-
-def _split_address(address: str, default_port: int) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port``, or a bare host using ``default_port``."""
-    host, sep, port = address.rpartition(":")
-    if sep and port.isdigit() and (":" not in host or host.startswith("[")):
-        return host.strip("[]"), int(port)
-    return address.strip("[]"), default_port
 
 
 def _response(reply: list[Any] | bytes | None, now: float) -> GetResponse | None:

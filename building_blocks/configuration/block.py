@@ -1,0 +1,198 @@
+"""The Configuration building block: Dapr's configuration API (plus Layotto's writes) on the loaded stores.
+
+It resolves stores by name, validates requests, wraps failures in ``OperationFailed`` (so the HTTP layer
+reports them with the operation's Dapr code) and owns the subscriptions made through the API: each one
+has its own ordered outbox towards the app, so a slow app or a failed delivery for one subscription
+never delays or cancels another.
+
+Delivering to the app is not the block's business: ``delivery`` (set by the runtime when the sidecar has
+an app channel) is called with the store name and one update; without it, subscribing fails as in Dapr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+from building_blocks.block import Block
+from building_blocks.component import ComponentContext
+from building_blocks.configuration.base import (
+    NO_METADATA,
+    ConfigurationItem,
+    ConfigurationStore,
+    ConfigurationUpdate,
+    DeleteRequest,
+    GetRequest,
+    SaveItem,
+    SaveRequest,
+    SubscribeRequest,
+    Subscription,
+)
+from building_blocks.errors import (
+    AppChannelMissing,
+    InvalidRequest,
+    LayottoError,
+    NotFoundInStore,
+    Operation,
+    OperationFailed,
+)
+
+__all__ = ("ConfigurationBlock", "Delivery")
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Sends one update of store ``name`` to the app: ``await delivery(name, update)``.
+Delivery = Callable[[str, ConfigurationUpdate], Awaitable[None]]
+
+
+class _Outbox:
+    """The updates of one subscription, delivered one at a time, in order, by a task that exists only while
+    there is something to deliver."""
+
+    def __init__(self, store: str, delivery: Delivery) -> None:
+        self._store = store
+        self._delivery = delivery
+        self._pending: collections.deque[ConfigurationUpdate] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def push(self, update: ConfigurationUpdate) -> None:
+        if self._closed:
+            return
+        self._pending.append(update)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain(), name=f"configuration-{update.id}")
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                update = self._pending.popleft()
+                try:
+                    await self._delivery(self._store, update)
+                except Exception:
+                    log.exception("delivering a configuration update of %s to the app failed", self._store)
+        finally:
+            self._task = None
+
+    def close(self, _: object = None) -> None:
+        """Drop what is pending and stop a delivery in flight."""
+        self._closed = True
+        self._pending.clear()
+        if self._task is not None:
+            self._task.cancel()
+
+
+def _string_map(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidRequest(f"{where} must be an object of strings")
+    return value
+
+
+def _save_items(body: Any) -> list[SaveItem]:
+    """Decoded ``{"items": [{"key", "value", "metadata"}], "metadata": {...}}``."""
+    if not isinstance(body, dict):
+        raise InvalidRequest('the body must be an object: {"items": [{"key": ..., "value": ...}]}')
+    items = body.get("items")
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest('"items" must be a non-empty list')
+    parsed = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidRequest("each item must be an object")
+        key, value = item.get("key"), item.get("value")
+        if not isinstance(key, str) or not key:
+            raise InvalidRequest('"key" is a required field')
+        if not isinstance(value, str):
+            raise InvalidRequest(f'"value" of {key} must be a string')
+        parsed.append(SaveItem(key, value, _string_map(item.get("metadata"), f'"metadata" of {key}')))
+    return parsed
+
+
+class ConfigurationBlock(Block[ConfigurationStore]):
+    """All loaded configuration stores, and the configuration API's operations on them."""
+
+    kind = "configuration store"
+    type_prefix = "configuration"
+    component_base = ConfigurationStore
+
+    def __init__(self, context: ComponentContext, delivery: Delivery | None = None) -> None:
+        super().__init__(context)
+        self.delivery = delivery
+        #: The subscriptions made through the API, by (store name, subscription id).
+        self._subscriptions: dict[tuple[str, str], Subscription] = {}
+
+    def check_store(self, name: str) -> None:
+        """Raise as Dapr does, before the request body is read, when ``name`` is not a loaded store."""
+        self.component(name)
+
+    @staticmethod
+    async def _do(operation: Operation, store: str, key: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        try:
+            return await call()
+        except (InvalidRequest, OperationFailed):
+            raise
+        except Exception as exc:
+            if not isinstance(exc, LayottoError):
+                log.exception("%s on configuration store %s failed unexpectedly", operation, store)
+            raise OperationFailed(operation, store, exc, key) from exc
+
+    async def get(
+        self, name: str, keys: Sequence[str] = (), metadata: Mapping[str, str] = NO_METADATA
+    ) -> dict[str, ConfigurationItem]:
+        store = self.component(name)
+        request = GetRequest(tuple(keys), metadata)
+        return await self._do(Operation.CONFIGURATION_GET, name, " ".join(keys), lambda: store.get(request))
+
+    async def subscribe(self, name: str, keys: Sequence[str] = (), metadata: Mapping[str, str] = NO_METADATA) -> str:
+        """Start a subscription whose updates go to the app; its id."""
+        store = self.component(name)
+        if self.delivery is None:
+            raise AppChannelMissing("subscribe to configuration updates")
+        outbox = _Outbox(name, self.delivery)
+        request = SubscribeRequest(tuple(keys), metadata)
+        subscription = await self._do(
+            Operation.CONFIGURATION_SUBSCRIBE, name, " ".join(keys), lambda: store.subscribe(request, outbox.push)
+        )
+        self._subscriptions[(name, subscription.id)] = subscription
+        subscription.on_close(outbox.close)
+        subscription.on_close(self._ended)
+        return subscription.id
+
+    def _ended(self, subscription: Subscription) -> None:
+        """Forget a subscription that ended (unsubscribed, or its store closed with the runtime)."""
+        self._subscriptions.pop((subscription.store.name, subscription.id), None)
+
+    async def unsubscribe(self, name: str, subscription_id: str) -> None:
+        """End one subscription; the others, on this store or any other, are untouched."""
+        self.component(name)
+        subscription = self._subscriptions.get((name, subscription_id))
+
+        async def call() -> None:
+            if subscription is None:
+                raise NotFoundInStore(f"subscription with id {subscription_id} does not exist")
+            await subscription.close()
+
+        await self._do(Operation.CONFIGURATION_UNSUBSCRIBE, name, subscription_id, call)
+
+    async def save(self, name: str, body: Any, query_metadata: Mapping[str, str] = NO_METADATA) -> None:
+        """Layotto's SaveConfiguration over HTTP (not in Dapr): decoded ``{"items": [...], "metadata": {}}``."""
+        store = self.component(name)
+        items = _save_items(body)
+        metadata = {**_string_map(body.get("metadata"), '"metadata"'), **query_metadata}
+        request = SaveRequest(items, metadata)
+        keys = " ".join(item.key for item in items)
+        await self._do(Operation.CONFIGURATION_SAVE, name, keys, lambda: store.save(request))
+
+    async def delete(self, name: str, keys: Sequence[str], metadata: Mapping[str, str] = NO_METADATA) -> None:
+        """Layotto's DeleteConfiguration over HTTP (not in Dapr); at least one key is required."""
+        store = self.component(name)
+        if not keys:
+            raise InvalidRequest("at least one key is required")
+        request = DeleteRequest(tuple(keys), metadata)
+        await self._do(Operation.CONFIGURATION_DELETE, name, " ".join(keys), lambda: store.delete(request))

@@ -1,0 +1,87 @@
+"""Which headers cross an invocation, in both directions (Dapr's rules), and W3C trace context.
+
+Hop-by-hop headers (and any named in ``Connection``) never cross; neither do ``Host``, ``Content-Length``
+(recomputed), ``dapr-app-id`` and ``dapr-api-token``. Headers keep their order and repeated values.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+
+__all__ = (
+    "CALLEE",
+    "CALLER_ID",
+    "CALLER_NAMESPACE",
+    "INTERNAL",
+    "Headers",
+    "forwardable",
+    "response_headers",
+    "trace_parent",
+)
+
+Headers = list[tuple[bytes, bytes]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"http2-settings",
+        b"te",
+        b"trailer",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+CALLER_ID = b"dapr-caller-app-id"
+CALLER_NAMESPACE = b"dapr-caller-namespace"
+CALLEE = b"dapr-callee-app-id"
+#: Marks a request forwarded by another sidecar: its caller headers are then kept, not overwritten.
+INTERNAL = b"layotto-internal-invoke"
+_IDENTITY = frozenset({CALLER_ID, CALLER_NAMESPACE, CALLEE})
+#: ``traceparent`` is set again by the invoker (the caller's when valid, else a new one).
+_NEVER_FORWARDED = HOP_BY_HOP | {
+    b"host",
+    b"content-length",
+    b"dapr-app-id",
+    b"dapr-api-token",
+    b"expect",
+    b"traceparent",
+    INTERNAL,
+}
+_TRACE_PARENT = re.compile(rb"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    return {token.strip().lower() for name, value in headers if name == b"connection" for token in value.split(b",")}
+
+
+def forwardable(headers: Headers, keep_identity: bool = False) -> Headers:
+    """The caller's headers that go on to the target (names are lower-case in ASGI)."""
+    dropped = _NEVER_FORWARDED | _connection_tokens(headers)
+    if not keep_identity:
+        dropped = dropped | _IDENTITY
+    return [(name, value) for name, value in headers if name not in dropped]
+
+
+def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """The target's response headers that go back to the caller.
+
+    ``Content-Length`` is recomputed; ``Date`` and ``Server`` are the sidecar's own (its HTTP server always
+    sets them, so relaying the target's would repeat them).
+    """
+    items = [(name.lower(), value) for name, value in headers]
+    dropped = HOP_BY_HOP | {b"content-length", b"date", b"server"} | _connection_tokens(items)
+    return [(name, value) for name, value in items if name not in dropped]
+
+
+def trace_parent(headers: Headers) -> bytes:
+    """The caller's ``traceparent`` when valid, else a new sampled trace."""
+    for name, value in headers:
+        if name == b"traceparent" and _TRACE_PARENT.match(value.strip()):
+            return value.strip()
+    return b"00-" + os.urandom(16).hex().encode() + b"-" + os.urandom(8).hex().encode() + b"-01"

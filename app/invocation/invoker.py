@@ -1,0 +1,266 @@
+"""Service invocation: one request in, relayed to its target, the target's answer relayed back.
+
+    own app id        -> the local app, through the app channel
+    other app id      -> its sidecar (found by the name resolver), at ``/v1.0/invoke/<id>/method/<m>`` on
+                         its API port, marked as forwarded and authenticated with the API token when one is
+                         set; that sidecar delivers to its app
+    URL / HTTPEndpoint -> the external service
+
+Bodies stream both ways. Resiliency (``targets.apps.<id>``) wraps every attempt; see
+``building_blocks.invocation.policy``. Failures become ``InvocationFailed`` (500 ``ERR_DIRECT_INVOKE``).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.app_channel import AppChannel, no_cookies
+from app.app_health import AppHealth
+from app.errors import error_response
+from app.invocation.body import RequestBody
+from app.invocation.headers import (
+    CALLEE,
+    CALLER_ID,
+    CALLER_NAMESPACE,
+    INTERNAL,
+    Headers,
+    forwardable,
+    trace_parent,
+)
+from app.invocation.relay import Relay
+from app.settings import Settings
+from building_blocks.errors import InvocationFailed, LayottoError
+from building_blocks.invocation.endpoints import HttpEndpoint
+from building_blocks.invocation.policy import AttemptFailed, run
+from building_blocks.invocation.targets import Target, TargetKind, normalize_method, parse_target
+from building_blocks.nameresolution.base import Instance, NameResolver
+from building_blocks.nameresolution.directory import Directory
+from building_blocks.nameresolution.dns import split_address
+from building_blocks.resiliency import NO_POLICY, CircuitBreaker, Resiliency, TargetPolicy
+
+__all__ = ("Invoker",)
+
+log = logging.getLogger("layotto.invocation")
+#: No overall deadline (Dapr imposes none); connecting must not hang, though.
+TIMEOUTS = {"connect": 5.0, "read": None, "write": None, "pool": None}
+MISROUTED = "layotto-misrouted"
+Send = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+def _go_op(verb: str) -> str:
+    return verb[:1] + verb[1:].lower()
+
+
+def _transport_reason(exc: httpx.HTTPError, address: str) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"dial tcp {address}: i/o timeout"
+    if isinstance(exc, httpx.ConnectError):
+        refused = "refused" in text.lower() or "all connection attempts failed" in text.lower()
+        return f"dial tcp {address}: connect: {'connection refused' if refused else text}"
+    return text
+
+
+class Invoker:
+    def __init__(
+        self,
+        settings: Settings,
+        resolver: NameResolver,
+        resiliency: Resiliency,
+        endpoints: Mapping[str, HttpEndpoint],
+        channel: AppChannel | None,
+        health: AppHealth | None = None,
+    ) -> None:
+        self.app_id = settings.app_id
+        self.namespace = settings.namespace
+        self.api_token = settings.api_token
+        self.resolver = resolver
+        self.resiliency = resiliency
+        self.endpoints = dict(endpoints)
+        self.channel = channel
+        self.health = health
+        self.directory = Directory(resolver, settings.http_port)
+        self.instance = Instance(
+            settings.app_id, settings.namespace, settings.advertised_host, settings.http_port if channel else 0
+        )
+        self.hostname = socket.gethostname()
+        self._breakers: dict[str, CircuitBreaker] = {}
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        self._peers = httpx.AsyncClient(trust_env=False, cookies=no_cookies(), limits=limits)
+        self._external = httpx.AsyncClient(trust_env=False, cookies=no_cookies(), limits=limits, follow_redirects=True)
+
+    async def start(self) -> None:
+        """Initialise the name resolver, which registers this sidecar when it serves an app."""
+        self.resolver.bind(self.instance)
+        await self.resolver.init()
+
+    async def close(self) -> None:
+        try:
+            await self.resolver.close()
+        finally:
+            await self._peers.aclose()
+            await self._external.aclose()
+
+    def _breaker(self, target: str, policy: TargetPolicy) -> CircuitBreaker | None:
+        if policy.circuit_breaker is None:
+            return None
+        breaker = self._breakers.get(target)
+        if breaker is None:
+            breaker = self._breakers[target] = CircuitBreaker(policy.circuit_breaker)
+        return breaker
+
+    async def invoke(self, request: Request, raw_target: str, method: str) -> Response:
+        verb = request.method
+        method = normalize_method(raw_target, method)
+        target = parse_target(raw_target, self.app_id, self.namespace, self.endpoints)
+        headers: Headers = request.scope["headers"]
+        internal = any(name == INTERNAL for name, _ in headers)
+        if internal and target.kind is not TargetKind.LOCAL:
+            message = f"failed to invoke, id: {raw_target}, err: this sidecar serves app id {self.app_id}"
+            response = error_response(500, "ERR_DIRECT_INVOKE", message)
+            response.headers[MISROUTED] = "1"
+            return response
+        if verb == "CONNECT":
+            raise InvocationFailed(raw_target, "rpc error: code = InvalidArgument desc = invalid HTTP verb")
+        policy = NO_POLICY if internal else self.resiliency.app(raw_target)
+        length = request.headers.get("content-length")
+        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+        body = RequestBody(request.stream(), int(length) if length and length.isdigit() else None, chunked)
+        if policy.retry is not None and policy.retry.max_retries != 0:
+            await body.buffer()
+        query: bytes = request.scope["query_string"]
+        attempt = self._attempt(target, verb, method, query, headers, body, internal)
+        try:
+            upstream = await run(
+                raw_target,
+                policy,
+                self._breaker(raw_target, policy),
+                attempt,
+                lambda: body.replayable,
+                built_in=target.kind is TargetKind.REMOTE and policy is NO_POLICY,
+            )
+        except AttemptFailed as failure:
+            raise InvocationFailed(raw_target, failure.reason) from None
+        return Relay(upstream)
+
+    def _attempt(
+        self, target: Target, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody, internal: bool
+    ) -> Callable[[], Awaitable[httpx.Response]]:
+        trace = [(b"traceparent", trace_parent(headers))]
+        if target.kind is TargetKind.LOCAL:
+            identity = [] if internal else self._identity(self.app_id)
+            out = forwardable(headers, keep_identity=internal) + identity + trace
+            return lambda: self._local(verb, method, query, out, body)
+        if target.kind is TargetKind.REMOTE:
+            out = forwardable(headers) + self._identity(target.app_id) + self._forwarded() + trace
+            out.append((INTERNAL, b"1"))
+            if self.api_token:
+                out.append((b"dapr-api-token", self.api_token.encode()))
+            return lambda: self._remote(target, verb, method, query, out, body)
+        replaced = {name.lower().encode() for name, _ in target.headers}
+        out = [h for h in forwardable(headers) if h[0] not in replaced] + trace
+        out += [(name.encode(), value.encode()) for name, value in target.headers]
+        return lambda: self._external_call(target, verb, method, query, out, body)
+
+    def _identity(self, callee: str) -> Headers:
+        return [
+            (CALLER_NAMESPACE, (self.namespace or "default").encode()),
+            (CALLER_ID, self.app_id.encode()),
+            (CALLEE, callee.encode()),
+        ]
+
+    def _forwarded(self) -> Headers:
+        host = self.instance.host
+        by = f'"[{host}]"' if ":" in host else host
+        return [
+            (b"x-forwarded-for", host.encode()),
+            (b"x-forwarded-host", self.hostname.encode()),
+            (b"forwarded", f"for={by};by={by};host={self.hostname}".encode()),
+        ]
+
+    @staticmethod
+    def _request(verb: str, url: httpx.URL, headers: Headers, body: RequestBody) -> httpx.Request:
+        content = body.content()
+        if body.length is not None and not isinstance(content, bytes):
+            headers = [*headers, (b"content-length", str(body.length).encode())]
+        return httpx.Request(verb, url, headers=headers, content=content, extensions={"timeout": TIMEOUTS})
+
+    @staticmethod
+    async def _classify(response: httpx.Response, body: RequestBody) -> httpx.Response:
+        """2xx/3xx pass; an error answer is a failed attempt, buffered when the request may be retried."""
+        status = response.status_code
+        if 200 <= status < 400:
+            return response
+        reason = f"received non-successful status code in response: {status}"
+        if not body.replayable:
+            raise AttemptFailed(reason, status=status, result=response, permanent=True)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        raise AttemptFailed(reason, status=status, result=response)
+
+    async def _call(self, send: Send, verb: str, url: httpx.URL, headers: Headers, body: RequestBody) -> httpx.Response:
+        """Local app or external service: transport errors are reported as Go's ``url.Error`` would."""
+        try:
+            response = await send(self._request(verb, url, headers, body))
+        except httpx.HTTPError as exc:
+            address = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+            raise AttemptFailed(f'{_go_op(verb)} "{url}": {_transport_reason(exc, address)}') from None
+        return await self._classify(response, body)
+
+    async def _local(self, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody) -> httpx.Response:
+        channel = self.channel
+        if channel is None:
+            raise AttemptFailed("cannot invoke local endpoint: app channel not initialized", permanent=True)
+        if self.health is not None and not self.health.healthy:
+            raise AttemptFailed("rpc error: code = Internal desc = app is not in a healthy state")
+        return await self._call(channel.send, verb, channel.url(method, query), headers, body)
+
+    async def _external_call(
+        self, target: Target, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody
+    ) -> httpx.Response:
+        base = httpx.URL(target.base_url)
+        url = base.copy_with(path=base.path.rstrip("/") + "/" + method, query=query or None)
+        return await self._call(self._send_external, verb, url, headers, body)
+
+    async def _send_external(self, request: httpx.Request) -> httpx.Response:
+        return await self._external.send(request, stream=True)
+
+    async def _remote(
+        self, target: Target, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody
+    ) -> httpx.Response:
+        try:
+            candidates = await self.directory.candidates(target.app_id, target.namespace)
+        except LayottoError as exc:
+            raise AttemptFailed(str(exc)) from None
+        path = f"/v1.0/invoke/{target.app_id}/method/{method}"
+        reason = ""
+        for address in candidates:
+            host, port = split_address(address)
+            url = httpx.URL(scheme="http", host=host, port=port, path=path, query=query)
+            try:
+                response = await self._peers.send(self._request(verb, url, headers, body), stream=True)
+            except httpx.HTTPError as exc:
+                self.directory.failed(address)
+                reason = f"connection error: {_transport_reason(exc, address)}"
+                log.info("sidecar of %s at %s failed: %s", target.app_id, address, reason)
+                if isinstance(exc, httpx.ConnectError) and body.replayable:
+                    continue  # nothing was sent: try the next instance now
+                raise AttemptFailed(reason, unavailable=True) from None
+            if response.headers.get(MISROUTED):
+                await response.aclose()
+                self.directory.failed(address)
+                reason = f"the sidecar at {address} no longer serves {target.app_id}"
+                if body.replayable:
+                    continue
+                raise AttemptFailed(reason, unavailable=True)
+            self.directory.succeeded(address)
+            return await self._classify(response, body)
+        raise AttemptFailed(reason, unavailable=True)

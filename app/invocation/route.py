@@ -1,0 +1,51 @@
+"""Finding the target app id and the method in a request, as daprd's ``findTargetIDAndMethod`` does.
+
+In order: the ``dapr-app-id`` header (the whole path is the method), then HTTP basic auth with user
+``dapr-app-id`` (same), then the path ``/v1.0/invoke/<app-id>/method/<method>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import posixpath
+
+from starlette.datastructures import Headers
+
+__all__ = ("find_target",)
+
+_PREFIX = "/v1.0/invoke/"
+_METHOD = "/method/"
+
+
+def _clean(path: str) -> str:
+    cleaned = posixpath.normpath("/" + path)
+    return "" if cleaned in ("/", "//") else cleaned.lstrip("/")
+
+
+def _from_basic_auth(authorization: str) -> str:
+    if not authorization.startswith("Basic "):
+        return ""
+    try:
+        user, sep, password = base64.b64decode(authorization[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return password if sep and ":" not in password and user.lower() == "dapr-app-id" else ""
+
+
+def find_target(path: str, headers: Headers) -> tuple[str, str]:
+    """``(app id, method)`` for a (cleaned) request path; app id ``""`` when none is given."""
+    app_id = headers.get("dapr-app-id") or _from_basic_auth(headers.get("authorization", ""))
+    if app_id:
+        return app_id, _clean(path)
+    if not path.startswith(_PREFIX):
+        return "", ""
+    rest = path[len(_PREFIX) :]
+    index = rest.find(_METHOD)
+    if index <= 0:
+        return "", ""
+    target, method = rest[:index], _clean(rest[index + len(_METHOD) :])
+    for scheme in ("http:/", "https:/"):  # the path cleaning turned "http://" into "http:/"
+        if target.startswith(scheme) and not target.startswith(scheme + "/"):
+            target = scheme + "/" + target[len(scheme) :]
+    return target, method

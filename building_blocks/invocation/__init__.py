@@ -1,0 +1,1 @@
+"""Service invocation, the domain side: targets, HTTPEndpoint resources and the resiliency runner."""

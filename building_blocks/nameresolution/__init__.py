@@ -1,0 +1,1 @@
+"""Name resolution: how a sidecar finds the sidecars of another app id (``nameresolution.*`` components)."""

@@ -1,0 +1,53 @@
+"""In front of the resolver: a short cache, round-robin load balancing and skipping of failed instances.
+
+``candidates`` lists an app id's addresses in the order to try them: rotated by one on every call (round
+robin), with the addresses that recently failed (``failed``) moved to the end — still tried when nothing
+else works, so a recovered instance comes back without waiting.
+"""
+
+from __future__ import annotations
+
+import time
+
+from building_blocks.nameresolution.base import NameResolver, ResolveRequest
+
+__all__ = ("Directory",)
+
+
+class Directory:
+    def __init__(
+        self, resolver: NameResolver, port: int, cache_seconds: float = 1.0, quarantine_seconds: float = 5.0
+    ) -> None:
+        self.resolver = resolver
+        self.port = port
+        self.cache_seconds = cache_seconds
+        self.quarantine_seconds = quarantine_seconds
+        self._cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
+        self._turn: dict[tuple[str, str], int] = {}
+        self._failed: dict[str, float] = {}
+
+    async def _addresses(self, key: tuple[str, str]) -> list[str]:
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        addresses = await self.resolver.resolve(ResolveRequest(key[0], key[1], self.port))
+        self._cache[key] = (now + self.cache_seconds, addresses)
+        return addresses
+
+    async def candidates(self, app_id: str, namespace: str) -> list[str]:
+        """Every address of the app, in the order to try; raises the resolver's error (``NoHost``...)."""
+        key = (app_id, namespace)
+        addresses = await self._addresses(key)
+        turn = self._turn.get(key, 0)
+        self._turn[key] = turn + 1
+        start = turn % len(addresses)
+        rotated = addresses[start:] + addresses[:start]
+        now = time.monotonic()
+        return sorted(rotated, key=lambda address: self._failed.get(address, 0.0) > now)
+
+    def failed(self, address: str) -> None:
+        self._failed[address] = time.monotonic() + self.quarantine_seconds
+
+    def succeeded(self, address: str) -> None:
+        self._failed.pop(address, None)

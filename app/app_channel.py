@@ -12,14 +12,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
-__all__ = ("AppChannel",)
+__all__ = ("AppChannel", "no_cookies")
 
 log = logging.getLogger("layotto.app_channel")
 POLL_INTERVAL = 0.05
 DEFAULT_TIMEOUT = 60.0
+
+
+def no_cookies() -> CookieJar:
+    """A cookie jar that keeps nothing: a sidecar relays ``Set-Cookie``, it never stores it."""
+    return CookieJar(DefaultCookiePolicy(allowed_domains=[]))
 
 
 class AppChannel:
@@ -37,7 +43,9 @@ class AppChannel:
             timeout=DEFAULT_TIMEOUT,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
             trust_env=False,
+            cookies=no_cookies(),
         )
+        self.api_token = api_token
 
     async def request(
         self,
@@ -53,6 +61,19 @@ class AppChannel:
         return await self._client.request(
             method, path, content=content, headers=headers, timeout=timeout if timeout is not None else DEFAULT_TIMEOUT
         )
+
+    def url(self, path: str, query: bytes = b"") -> httpx.URL:
+        """The app's URL for ``path`` (unescaped, encoded here) and a raw query string."""
+        return httpx.URL(scheme="http", host=self.address, port=self.port, path="/" + path.lstrip("/"), query=query)
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """Send a prepared request (invocations): the response body is streamed, redirects are not followed.
+
+        The caller sets every header; ``dapr-api-token`` is set here when ``APP_API_TOKEN`` is configured.
+        """
+        if self.api_token:
+            request.headers["dapr-api-token"] = self.api_token
+        return await self._client.send(request, stream=True)
 
     async def wait_until_listening(self) -> None:
         while True:

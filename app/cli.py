@@ -72,7 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=["debug", "info", "warn", "warning", "error"], help="default info")
     run.add_argument("--max-body-size", type=parse_size, help="largest request body (default 4Mi)")
     run.add_argument("--dapr-graceful-shutdown-seconds", type=float, help="drain time on shutdown (default 5)")
+    run.add_argument("--enable-app-health-check", action="store_true", default=None, help="probe the app's health path")
+    run.add_argument("--app-health-check-path", help="path probed on the app (default /healthz)")
+    run.add_argument("--app-health-probe-interval", type=int, help="seconds between probes (default 5)")
+    run.add_argument("--app-health-probe-timeout", type=int, help="milliseconds a probe may take (default 500)")
+    run.add_argument("--app-health-threshold", type=int, help="failed probes that make the app unhealthy (default 3)")
     return parser
+
+
+def _milliseconds(value: int | None) -> float | None:
+    return None if value is None else value / 1000
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -88,6 +97,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         log_level=level,
         max_body_size=args.max_body_size,
         graceful_shutdown_seconds=args.dapr_graceful_shutdown_seconds,
+        enable_app_health_check=args.enable_app_health_check,
+        app_health_check_path=args.app_health_check_path,
+        app_health_probe_interval=args.app_health_probe_interval,
+        app_health_probe_timeout=_milliseconds(args.app_health_probe_timeout),
+        app_health_threshold=args.app_health_threshold,
     )
 
 
@@ -130,6 +144,8 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
         log_config=None,
+        proxy_headers=False,  # a sidecar on loopback has no proxy in front; the check costs on every request
+        server_header=False,
     )
     server = _Server(config)
     exit_code = 0

@@ -16,6 +16,7 @@ import orjson
 from starlette.responses import Response
 
 from building_blocks.errors import (
+    AppChannelMissing,
     BulkError,
     BulkEventsInvalid,
     BulkPublishFailed,
@@ -27,6 +28,7 @@ from building_blocks.errors import (
     FeatureNotSupported,
     IllegalKey,
     InvalidRequest,
+    InvocationFailed,
     Operation,
     OperationFailed,
     PublishMetadataInvalid,
@@ -96,6 +98,34 @@ _OPERATION_CODES: dict[Operation, tuple[str, Callable[[OperationFailed], str]]] 
         "ERR_SECRET_GET",
         lambda e: f"failed getting secrets from secret store {e.store}: {e.cause}",
     ),
+    Operation.LOCK_TRY: ("ERR_TRY_LOCK", lambda e: f"failed to try acquiring lock: {e.cause}"),
+    Operation.LOCK_UNLOCK: ("ERR_UNLOCK", lambda e: f"failed to release lock: {e.cause}"),
+    Operation.LOCK_RENEW: ("ERR_RENEW_LOCK", lambda e: f"failed to renew lock: {e.cause}"),
+    Operation.SEQUENCER_NEXT_ID: (
+        "ERR_SEQUENCER_GET_NEXT_ID",
+        lambda e: f"failed to get next id of {e.key} from sequencer store {e.store}: {e.cause}",
+    ),
+    Operation.SEQUENCER_SEGMENT: (
+        "ERR_SEQUENCER_GET_SEGMENT",
+        lambda e: f"failed to get a segment of {e.key} from sequencer store {e.store}: {e.cause}",
+    ),
+    Operation.CONFIGURATION_GET: (
+        "ERR_CONFIGURATION_GET",
+        lambda e: f"failed to get [{e.key}] from Configuration store {e.store}: {e.cause}",
+    ),
+    Operation.CONFIGURATION_SUBSCRIBE: (
+        "ERR_CONFIGURATION_SUBSCRIBE",
+        lambda e: f"failed to subscribe [{e.key}] from Configuration store {e.store}: {e.cause}",
+    ),
+    # Not Dapr (Layotto's writes): codes in Dapr's style.
+    Operation.CONFIGURATION_SAVE: (
+        "ERR_CONFIGURATION_SAVE",
+        lambda e: f"failed to save [{e.key}] in Configuration store {e.store}: {e.cause}",
+    ),
+    Operation.CONFIGURATION_DELETE: (
+        "ERR_CONFIGURATION_DELETE",
+        lambda e: f"failed to delete [{e.key}] from Configuration store {e.store}: {e.cause}",
+    ),
 }
 
 _ETAG_STATUS_OPERATIONS = (Operation.STATE_SAVE, Operation.STATE_DELETE)
@@ -115,6 +145,9 @@ def _operation_failed(error: OperationFailed, app_id: str) -> Response:
             f"state store {error.store} query failed: {error.cause}",
             [_error_info("DAPR_STATE_QUERY_FAILED"), _resource_info("state", error.store)],
         )
+    if error.operation is Operation.CONFIGURATION_UNSUBSCRIBE:  # ERR_CONFIGURATION_UNSUBSCRIBE, Dapr's own body
+        text = f"failed to unsubscribe to configuration request {error.key}: {error.cause}"
+        return Response(orjson.dumps({"ok": False, "message": text}), 500, media_type="application/json")
     code, message = _OPERATION_CODES[error.operation]
     if error.operation in _ETAG_STATUS_OPERATIONS:
         cause = error.cause
@@ -142,11 +175,22 @@ _NOT_CONFIGURED: dict[str, tuple[int, str, str, str]] = {
     ),
     "secret store": (500, "ERR_SECRET_STORES_NOT_CONFIGURED", "secret store is not configured", ""),
     "pubsub": (400, "ERR_PUBSUB_NOT_CONFIGURED", "no pubsub is configured", "DAPR_PUBSUB_NOT_CONFIGURED"),
+    "lock store": (500, "ERR_LOCK_STORE_NOT_CONFIGURED", "lock store is not configured", ""),
+    "sequencer store": (500, "ERR_SEQUENCER_STORE_NOT_CONFIGURED", "sequencer store is not configured", ""),
+    "configuration store": (
+        500,
+        "ERR_CONFIGURATION_STORE_NOT_CONFIGURED",
+        "configuration stores not configured",
+        "",
+    ),
 }
 _NOT_FOUND: dict[str, tuple[int, str, str, str]] = {
     "state store": (400, "ERR_STATE_STORE_NOT_FOUND", "state store {name} is not found", "DAPR_STATE_NOT_FOUND"),
     "secret store": (401, "ERR_SECRET_STORE_NOT_FOUND", "failed finding secret store with key {name}", ""),
     "pubsub": (404, "ERR_PUBSUB_NOT_FOUND", "pubsub {name} is not found", "DAPR_PUBSUB_NOT_FOUND"),
+    "lock store": (400, "ERR_LOCK_STORE_NOT_FOUND", "lock store {name} not found", ""),
+    "sequencer store": (400, "ERR_SEQUENCER_STORE_NOT_FOUND", "sequencer store {name} not found", ""),
+    "configuration store": (400, "ERR_CONFIGURATION_STORE_NOT_FOUND", "configuration store {name} not found", ""),
 }
 
 
@@ -270,19 +314,29 @@ def _unsupported_operation(error: UnsupportedOperation, app_id: str) -> Response
     return error_response(400, "ERR_NOT_SUPPORTED_STATE_OPERATION", str(error))
 
 
+def _app_channel_missing(error: AppChannelMissing, app_id: str) -> Response:
+    return error_response(500, "ERR_APP_CHANNEL_NIL", str(error))
+
+
 def _invalid_request(error: InvalidRequest, app_id: str) -> Response:
     return error_response(400, "ERR_MALFORMED_REQUEST", str(error))
+
+
+def _invocation_failed(error: InvocationFailed, app_id: str) -> Response:
+    return error_response(500, "ERR_DIRECT_INVOKE", str(error))
 
 
 _RENDERERS: dict[type[Exception], Callable[[Any, str], Response]] = {
     ApiError: _api_error,
     OperationFailed: _operation_failed,
+    AppChannelMissing: _app_channel_missing,
     ComponentNotConfigured: _not_configured,
     ComponentNotFound: _not_found,
     IllegalKey: _illegal_key,
     TooManyOperations: _too_many,
     UnsupportedOperation: _unsupported_operation,
     InvalidRequest: _invalid_request,
+    InvocationFailed: _invocation_failed,
     FeatureNotSupported: _not_supported,
     TopicForbidden: _topic_forbidden,
     PublishMetadataInvalid: _publish_metadata,

@@ -47,6 +47,13 @@ async def json_body(request: Request, prefix: str = "") -> Any:
         raise InvalidRequest(f"{prefix}{exc}") from None
 
 
+async def optional_json_body(request: Request, prefix: str = "") -> Any:
+    """Like ``json_body``, but an empty body is ``{}`` (protobuf-JSON bodies, as Dapr's lock API reads them)."""
+    if not (await request.body()).strip():
+        return {}
+    return await json_body(request, prefix)
+
+
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content), status, headers, media_type="application/json")
 

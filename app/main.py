@@ -10,15 +10,28 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from app.errors import ApiError, error_response, render_error
 from app.middleware import SidecarMiddleware
-from app.routers import health, invoke, metadata, publish, secrets, state
+from app.routers import configuration, health, invoke, lock, metadata, publish, secrets, sequencer, state
 from app.runtime import Runtime
 from app.settings import Settings
 from building_blocks.errors import LayottoError
 
-__all__ = ("create_app",)
+__all__ = ("Sidecar", "create_app")
+
+
+class Sidecar(FastAPI):
+    """The FastAPI app behind the sidecar's front door (``app.middleware``), which every request enters."""
+
+    front: SidecarMiddleware
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -33,7 +46,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         finally:
             await runtime.close()
 
-    app = FastAPI(
+    app = Sidecar(
         title="Layotto for Python",
         lifespan=lifespan,
         docs_url=None,
@@ -41,7 +54,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         openapi_url=None,
     )
     app.state.runtime = runtime
-    for module in (health, metadata, state, secrets, publish, invoke):
+    for module in (health, metadata, state, secrets, publish, lock, sequencer, configuration, invoke):
         app.include_router(module.router)
     app.include_router(invoke.fallback_router)  # last: every unmatched path and method
 
@@ -60,5 +73,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, domain_error)
-    app.add_middleware(SidecarMiddleware, runtime=runtime)
+    app.front = SidecarMiddleware(super(Sidecar, app).__call__, runtime, framework=app)
     return app

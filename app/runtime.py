@@ -22,17 +22,25 @@ from typing import Any
 import orjson
 
 from app.app_channel import AppChannel
+from app.app_health import AppHealth
+from app.configuration_delivery import app_delivery
+from app.invocation.invoker import Invoker
 from app.postman import HttpPostman
 from app.settings import Settings
 from building_blocks.block import Block
 from building_blocks.component import Component, ComponentContext, Metadata
+from building_blocks.configuration.block import ConfigurationBlock
 from building_blocks.errors import LayottoError, SpecError
+from building_blocks.invocation.endpoints import load_endpoints, resolve_endpoint
+from building_blocks.lock.block import LockBlock
+from building_blocks.nameresolution.loader import load_resolver
 from building_blocks.pubsub.block import PubSubBlock
 from building_blocks.pubsub.subscriptions import SubscriptionSpec, from_declarations, from_programmatic
 from building_blocks.registry import block_of, resolve
 from building_blocks.resiliency import Resiliency
 from building_blocks.secretstores.block import SecretBlock
-from building_blocks.specs import ComponentSpec, load_resources, resolve_metadata
+from building_blocks.sequencer.block import SequencerBlock
+from building_blocks.specs import ComponentSpec, Resources, load_resources, resolve_metadata
 from building_blocks.state.base import Feature as StateFeature
 from building_blocks.state.base import StateStore
 from building_blocks.state.block import StateBlock
@@ -68,9 +76,13 @@ class Runtime:
         self.state = StateBlock(context)
         self.secrets = SecretBlock(context)
         self.pubsub = PubSubBlock(context)
+        self.lock = LockBlock(context)
+        self.sequencer = SequencerBlock(context)
+        self.configuration = ConfigurationBlock(context)
         #: Every block by the block part of Dapr type strings; a new block adds one entry here.
         self.blocks: dict[str, Block[Any]] = {
-            block.type_prefix: block for block in (self.state, self.secrets, self.pubsub)
+            block.type_prefix: block
+            for block in (self.state, self.secrets, self.pubsub, self.lock, self.sequencer, self.configuration)
         }
         self.resiliency = Resiliency()
         self.declared_subscriptions: list[SubscriptionSpec] = []
@@ -91,8 +103,24 @@ class Runtime:
             if settings.app_port
             else None
         )
+        #: Configuration subscriptions deliver to the app; without an app channel, subscribing fails.
+        self.configuration.delivery = app_delivery(self.app_channel) if self.app_channel is not None else None
         self._app_task: asyncio.Task[None] | None = None
         self._subscribe_task: asyncio.Task[None] | None = None
+        #: App health checks (``--enable-app-health-check``); subscriptions pause while the app is unhealthy.
+        self.app_health = (
+            AppHealth(
+                self.app_channel,
+                settings.app_health_check_path,
+                settings.app_health_probe_interval,
+                settings.app_health_probe_timeout,
+                settings.app_health_threshold,
+            )
+            if settings.enable_app_health_check and self.app_channel is not None
+            else None
+        )
+        #: Service invocation, built (and registered with the name resolver) at the end of ``prepare()``.
+        self.invocation: Invoker | None = None
 
     @property
     def ready(self) -> bool:
@@ -167,7 +195,22 @@ class Runtime:
                 message = str(exc)
                 raise SpecError(message if message.startswith(spec.source) else f"{spec.where}: {message}") from None
             self.components.append(LoadedComponent(spec, self._construct(spec, values)))
+        self.invocation = await self._invoker(resources)
         self._prepared = True
+
+    async def _invoker(self, resources: Resources) -> Invoker:
+        """HTTPEndpoints (their secrets resolved), the name resolver (initialised: this sidecar registers)."""
+        endpoints = {}
+        for spec in load_endpoints(resources.others.get("HTTPEndpoint", []), self.settings.app_id):
+            endpoints[spec.name] = await resolve_endpoint(spec, self._secret)
+        resolver = load_resolver(resources.others.get("Configuration", []), self.context)
+        invoker = Invoker(self.settings, resolver, self.resiliency, endpoints, self.app_channel, self.app_health)
+        try:
+            await invoker.start()
+        except LayottoError as exc:
+            await invoker.close()
+            raise SpecError(f"{resolver.metadata.where}: init failed: {exc}") from None
+        return invoker
 
     async def _init_one(self, loaded: LoadedComponent) -> None:
         spec = loaded.spec
@@ -206,6 +249,9 @@ class Runtime:
         """Step 2: connect the components in the background; then subscribe once the app listens."""
         await self.prepare()
         self._task = asyncio.create_task(self._initialise())
+        if self.app_health is not None:
+            self.app_health.listeners.append(self._on_app_health)
+            self.app_health.start()
         if self.app_channel is not None:
             self._app_task = asyncio.create_task(self.app_channel.wait_until_listening())
             self._subscribe_task = asyncio.create_task(self._subscribe(self.app_channel))
@@ -213,11 +259,20 @@ class Runtime:
     async def _subscribe(self, channel: AppChannel) -> None:
         await self.wait_ready()
         await channel.listening_event()
+        if self.app_health is not None:
+            await self.app_health.wait_healthy()
         specs = [*self.declared_subscriptions, *await self._programmatic_subscriptions(channel)]
         try:
             await self.pubsub.subscribe_all(specs, HttpPostman(channel), self.resiliency)
         except Exception:
             log.exception("starting subscriptions failed")
+
+    async def _on_app_health(self, healthy: bool) -> None:
+        """The hook of app health checks: deliver nothing to an unhealthy app, resume once it recovers."""
+        if healthy:
+            await self.pubsub.resume_subscriptions()
+        else:
+            await self.pubsub.pause_subscriptions()
 
     async def _programmatic_subscriptions(self, channel: AppChannel) -> list[SubscriptionSpec]:
         """``GET /dapr/subscribe`` on the app, retried as Dapr's built-in initialisation policy does."""
@@ -254,5 +309,10 @@ class Runtime:
             except Exception:
                 log.exception("closing %s failed", loaded.spec.where)
         self.components.clear()
+        if self.app_health is not None:
+            await self.app_health.close()
+        if self.invocation is not None:
+            await self.invocation.close()
+            self.invocation = None
         if self.app_channel is not None:
             await self.app_channel.close()

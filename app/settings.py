@@ -37,6 +37,15 @@ class Settings:
     app_api_token: str = ""
     max_body_size: int = 4 << 20
     graceful_shutdown_seconds: float = 5.0
+    #: App health checks (Dapr's flags; interval and timeout in seconds here).
+    enable_app_health_check: bool = False
+    app_health_check_path: str = "/healthz"
+    app_health_probe_interval: float = 5.0
+    app_health_probe_timeout: float = 0.5
+    app_health_threshold: int = 3
+    #: The address other sidecars reach this one at (``DAPR_HOST_IP``); "" = the listen address, or
+    #: 127.0.0.1 when listening on every interface.
+    host_address: str = ""
     #: The environment as the sidecar saw it at start, for ``envRef`` and child processes.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -53,6 +62,14 @@ class Settings:
             "namespace": env.get("NAMESPACE", ""),
             "api_token": env.get("DAPR_API_TOKEN", ""),
             "app_api_token": env.get("APP_API_TOKEN", ""),
+            "host_address": env.get("DAPR_HOST_IP", ""),
         }
         settings = cls(environ=env, **from_env)
         return replace(settings, **{name: value for name, value in flags.items() if value is not None})
+
+    @property
+    def advertised_host(self) -> str:
+        """The host other sidecars use to reach this one."""
+        if self.host_address:
+            return self.host_address
+        return "127.0.0.1" if self.listen_address in ("", "0.0.0.0", "::", "[::]") else self.listen_address

@@ -12,6 +12,7 @@
     │   └── TooManyOperations      a transaction is larger than the store accepts
     ├── FeatureNotSupported        the component does not implement an optional feature
     ├── AppChannelMissing          an API needs the app channel and the sidecar has none (no --app-port)
+    ├── InvocationFailed           a service invocation could not reach its target (resolution, network, policy)
     ├── TopicForbidden             topic scoping refuses this app the topic
     ├── PublishMetadataInvalid     a publish request's metadata can't be understood (rawPayload=maybe)
     ├── EventInvalid               a CloudEvent can't be built from the request
@@ -46,6 +47,7 @@ __all__ = (
     "IllegalKey",
     "InvalidOption",
     "InvalidRequest",
+    "InvocationFailed",
     "LayottoError",
     "NotFoundInStore",
     "Operation",
@@ -251,3 +253,12 @@ class OperationFailed(LayottoError):
         self.store = store
         self.cause = cause
         self.key = key
+
+
+class InvocationFailed(LayottoError):
+    """Invoking ``app_id`` failed before its app answered; ``reason`` is Dapr's ``err`` text."""
+
+    def __init__(self, app_id: str, reason: str) -> None:
+        super().__init__(f"failed to invoke, id: {app_id}, err: {reason}")
+        self.app_id = app_id
+        self.reason = reason

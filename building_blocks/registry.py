@@ -32,6 +32,23 @@ COMPONENTS: dict[str, ComponentType] = {
     "pubsub.kafka": ComponentType("building_blocks.pubsub.kafka:KafkaPubSub"),
     "secretstores.local.file": ComponentType("building_blocks.secretstores.local_file:LocalFileSecretStore"),
     "secretstores.local.env": ComponentType("building_blocks.secretstores.local_env:LocalEnvSecretStore"),
+    "nameresolution.sqlite": ComponentType("building_blocks.nameresolution.sqlite:SQLiteNameResolver"),
+    "nameresolution.dns": ComponentType("building_blocks.nameresolution.dns:DNSNameResolver"),
+    "nameresolution.kubernetes": ComponentType("building_blocks.nameresolution.dns:DNSNameResolver"),
+    "nameresolution.static": ComponentType("building_blocks.nameresolution.static:StaticNameResolver"),
+    "lock.in-memory": ComponentType("building_blocks.lock.memory:InMemoryLockStore"),
+    "lock.sqlite": ComponentType("building_blocks.lock.sqlite:SQLiteLockStore"),
+    "lock.redis": ComponentType("building_blocks.lock.redis:RedisLockStore"),
+    "lock.postgresql": ComponentType("building_blocks.lock.postgresql:PostgreSQLLockStore"),
+    "sequencer.in-memory": ComponentType("building_blocks.sequencer.memory:InMemorySequencer"),
+    "sequencer.sqlite": ComponentType("building_blocks.sequencer.sqlite:SQLiteSequencer"),
+    "sequencer.redis": ComponentType("building_blocks.sequencer.redis:RedisSequencer"),
+    "sequencer.postgresql": ComponentType("building_blocks.sequencer.postgresql:PostgreSQLSequencer"),
+    "sequencer.snowflake": ComponentType("building_blocks.sequencer.snowflake:SnowflakeSequencer"),
+    "configuration.in-memory": ComponentType("building_blocks.configuration.memory:InMemoryConfigurationStore"),
+    "configuration.sqlite": ComponentType("building_blocks.configuration.sqlite:SQLiteConfigurationStore"),
+    "configuration.redis": ComponentType("building_blocks.configuration.redis:RedisConfigurationStore"),
+    "configuration.postgresql": ComponentType("building_blocks.configuration.postgresql:PostgreSQLConfigurationStore"),
 }
 
 

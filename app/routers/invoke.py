@@ -1,7 +1,7 @@
 """Service invocation and the fallback route: any unknown path or method is an invocation attempt.
 
-The invocation itself (app channel, name resolution) is not built yet; with an app id the request is
-answered ``501 ERR_API_UNIMPLEMENTED`` so a caller gets a clear error instead of a hang.
+The target comes from the ``dapr-app-id`` header, basic auth, or ``/v1.0/invoke/<app-id>/method/<method>``
+(``app.invocation.route``); the invoker does the rest.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import ApiError
+from app.http import runtime_of
+from app.invocation.route import find_target
 
 __all__ = ("fallback_router", "router")
 
@@ -19,22 +21,23 @@ router = APIRouter(tags=["invoke"])
 fallback_router = APIRouter(include_in_schema=False)
 
 
-def _unavailable(app_id: str) -> ApiError:
-    return ApiError(
-        501, "ERR_API_UNIMPLEMENTED", f"failed to invoke, id: {app_id}, err: service invocation is not available yet"
-    )
-
-
-@router.api_route("/v1.0/invoke/{app_id}/method/{method:path}", methods=METHODS)
-async def invoke(request: Request, app_id: str, method: str) -> Response:
-    raise _unavailable(app_id)
-
-
-@fallback_router.api_route("/{path:path}", methods=METHODS)
-async def fallback(request: Request, path: str) -> Response:
-    app_id = request.headers.get("dapr-app-id")
+async def _invoke(request: Request) -> Response:
+    app_id, method = find_target(request.scope["path"], request.headers)
     if not app_id:
         raise ApiError(
             404, "ERR_DIRECT_INVOKE", "failed getting app id either from the URL path or the header dapr-app-id"
         )
-    raise _unavailable(app_id)
+    invoker = runtime_of(request).invocation
+    if invoker is None:
+        raise ApiError(500, "ERR_DIRECT_INVOKE", "invoke API is not ready")
+    return await invoker.invoke(request, app_id, method)
+
+
+@router.api_route("/v1.0/invoke/{app_id}/method/{method:path}", methods=METHODS)
+async def invoke(request: Request) -> Response:
+    return await _invoke(request)
+
+
+@fallback_router.api_route("/{path:path}", methods=METHODS)
+async def fallback(request: Request) -> Response:
+    return await _invoke(request)

@@ -48,7 +48,9 @@ async def get_metadata(request: Request) -> Response:
                 }
                 for spec in runtime.pubsub.subscriptions
             ],
-            "httpEndpoints": [],
+            "httpEndpoints": [{"name": name} for name in runtime.invocation.endpoints]
+            if runtime.invocation is not None
+            else [],
             "appConnectionProperties": connection,
         }
     )

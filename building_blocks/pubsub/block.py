@@ -95,6 +95,7 @@ class PubSubBlock(Block[PubSub]):
         self._groups: dict[str, str] = {}
         self.subscriptions: list[SubscriptionSpec] = []
         self._subscribers: list[TopicSubscriber] = []
+        self._paused: list[TopicSubscriber] = []
 
     def add(self, component: PubSub, where: str) -> None:
         super().add(component, where)
@@ -235,6 +236,23 @@ class PubSubBlock(Block[PubSub]):
                 await subscriber.close()
             except Exception:
                 log.exception("closing the subscription to %s/%s failed", subscriber.spec.pubsub, subscriber.spec.topic)
+
+    async def pause_subscriptions(self) -> None:
+        """Stop delivering (the app is unhealthy): close the active subscriptions, keep them for resuming."""
+        if self._subscribers:
+            self._paused.extend(self._subscribers)
+            await self.close_subscriptions()
+            log.info("subscriptions paused: the app is unhealthy")
+
+    async def resume_subscriptions(self) -> None:
+        """Restart the subscriptions ``pause_subscriptions`` stopped."""
+        paused, self._paused = self._paused, []
+        for old in paused:
+            subscriber = TopicSubscriber(old.spec, old.pubsub, old.group, old.postman, old.policy)
+            await subscriber.start()
+            self._subscribers.append(subscriber)
+        if paused:
+            log.info("subscriptions resumed: the app is healthy")
 
     @property
     def active(self) -> Sequence[TopicSubscriber]:

@@ -163,4 +163,10 @@ def test_embedded_default_specs_load() -> None:
     from app.settings import DEFAULT_RESOURCES_PATH
 
     specs = load_resources([DEFAULT_RESOURCES_PATH], "any").components
-    assert sorted((s.name, s.type) for s in specs) == [("pubsub", "pubsub.in-memory"), ("statestore", "state.sqlite")]
+    assert sorted((s.name, s.type) for s in specs) == [
+        ("configstore", "configuration.sqlite"),
+        ("lockstore", "lock.sqlite"),
+        ("pubsub", "pubsub.in-memory"),
+        ("sequencer", "sequencer.sqlite"),
+        ("statestore", "state.sqlite"),
+    ]

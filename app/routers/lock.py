@@ -1,0 +1,40 @@
+"""Distributed lock API (Dapr alpha): ``/v1.0-alpha1/lock/{store}`` and ``/v1.0-alpha1/unlock/{store}``.
+
+Extension (not in Dapr, and declared but never implemented in Layotto as ``LockKeepAlive``):
+``POST /v1.0-alpha1/lock/{store}/renew`` with the lock body ``{"resourceId", "lockOwner",
+"expiryInSeconds"}`` makes a held lock expire ``expiryInSeconds`` from now, for its owner only, and answers
+``200 {"status": n}`` with unlock's statuses (0 renewed, 1 no such lock, 2 held by another owner).
+
+POST only, as Dapr: other methods reach the service-invocation fallback.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.http import json_response, optional_json_body, runtime_of
+
+__all__ = ("router",)
+
+router = APIRouter(tags=["lock"])
+_BAD_BODY = "failed deserializing HTTP body: "
+
+
+@router.post("/v1.0-alpha1/lock/{store_name}")
+async def try_lock(request: Request, store_name: str) -> Response:
+    body = await optional_json_body(request, _BAD_BODY)
+    return json_response({"success": await runtime_of(request).lock.try_lock(store_name, body)})
+
+
+@router.post("/v1.0-alpha1/unlock/{store_name}")
+async def unlock(request: Request, store_name: str) -> Response:
+    body = await optional_json_body(request, _BAD_BODY)
+    return json_response({"status": int(await runtime_of(request).lock.unlock(store_name, body))})
+
+
+@router.post("/v1.0-alpha1/lock/{store_name}/renew")
+async def renew(request: Request, store_name: str) -> Response:
+    body = await optional_json_body(request, _BAD_BODY)
+    return json_response({"status": int(await runtime_of(request).lock.renew(store_name, body))})

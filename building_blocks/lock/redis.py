@@ -1,0 +1,96 @@
+"""``lock.redis``: Dapr's standalone Redis lock.
+
+A lock is the key ``lock||<prefix>||<resource>`` holding the owner, taken with ``SET key owner NX PX
+<expiry>``, so Redis expires it. Unlock and renew are Lua scripts (one round trip each) that compare the
+owner before deleting the key or moving its expiry: a missing key is ``LOCK_DOES_NOT_EXIST``, another
+owner ``LOCK_BELONGS_TO_OTHERS``. Use a single Redis node (or a primary with its replicas): a lock held
+only by a replica that is promoted after a failover may be lost, as with Dapr's component.
+
+Metadata: the connection settings of ``building_blocks._common.redis`` (``redisHost`` required,
+``redisPort``, ``redisUsername``, ``redisPassword``, ``redisDB``, ``enableTLS``, ``redisMaxRetries`` /
+``maxRetries``, ``dialTimeout``, ``readTimeout``, ``poolSize``, ``poolTimeout``), ``keyPrefix`` (read by
+the block).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.commands.core import AsyncScript
+
+from building_blocks._common.redis import pool_options, translated
+from building_blocks.errors import ComponentError
+from building_blocks.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
+
+__all__ = ("RedisLockStore",)
+
+# KEYS[1]: the lock. ARGV[1]: the owner. Replies a LockStatus.
+_UNLOCK = """
+local owner = redis.call("GET", KEYS[1])
+if not owner then return 1 end
+if owner ~= ARGV[1] then return 2 end
+redis.call("DEL", KEYS[1])
+return 0
+"""
+
+# KEYS[1]: the lock. ARGV[1]: the owner, ARGV[2]: the new expiry in milliseconds. Replies a LockStatus.
+_RENEW = """
+local owner = redis.call("GET", KEYS[1])
+if not owner then return 1 end
+if owner ~= ARGV[1] then return 2 end
+redis.call("PEXPIRE", KEYS[1], ARGV[2])
+return 0
+"""
+
+
+class RedisLockStore(LockStore):
+    """One connection pool; try_lock is one SET, unlock and renew one EVALSHA each."""
+
+    _unlock: AsyncScript
+    _renew: AsyncScript
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pool_options = pool_options(self.metadata)
+        self._client: Redis | None = None
+
+    async def init(self) -> None:
+        self._client = Redis(connection_pool=BlockingConnectionPool(**self._pool_options))
+        self._unlock = self._client.register_script(_UNLOCK)
+        self._renew = self._client.register_script(_RENEW)
+        await self.ping()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose(close_connection_pool=True)
+            self._client = None
+
+    def _redis(self) -> Redis:
+        if self._client is None:
+            raise ComponentError(f"{self.name}: not initialised")
+        return self._client
+
+    async def ping(self) -> None:
+        with translated():
+            await self._redis().ping()
+
+    async def try_lock(self, request: TryLockRequest) -> bool:
+        expiry_ms = request.expiry_in_seconds * 1000
+        with translated():
+            taken = await self._redis().set(request.resource_id, request.lock_owner, nx=True, px=expiry_ms)
+        return bool(taken)
+
+    async def unlock(self, request: UnlockRequest) -> LockStatus:
+        self._redis()
+        with translated():
+            status = await self._unlock(keys=[request.resource_id], args=[request.lock_owner])
+        return LockStatus(int(status))
+
+    async def renew(self, request: RenewRequest) -> LockStatus:
+        self._redis()
+        with translated():
+            status = await self._renew(
+                keys=[request.resource_id], args=[request.lock_owner, request.expiry_in_seconds * 1000]
+            )
+        return LockStatus(int(status))

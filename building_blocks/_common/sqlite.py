@@ -5,8 +5,14 @@ Metadata: ``connectionString`` (required: a path, ``~`` expanded, ``file:`` URI 
 
 Several sidecar processes may share one file: WAL mode lets readers run beside a writer, and every
 read-modify-write runs inside ``write()`` (``BEGIN IMMEDIATE``), which holds the database's write lock from
-its first statement, so checks and updates are atomic across processes. All calls run on one worker thread
-per component, so the event loop never waits on the file lock.
+its first statement, so checks and updates are atomic across processes.
+
+The event loop never waits on the file lock. ``run()`` first tries the call right away on a connection that
+never waits (busy timeout 0): a read or a short write takes microseconds, far less than a hop to a thread.
+If the database is busy (another process holds the write lock), nothing was done yet (``BEGIN IMMEDIATE``
+is the first statement of every write, and a failed write rolls back), and the call is handed to a worker
+thread whose connection waits up to ``busyTimeout``. ``run_in_worker()`` always uses the thread, for calls
+that may take long (scans).
 """
 
 from __future__ import annotations
@@ -47,13 +53,22 @@ class SQLiteDatabase:
         self._wal = not meta.boolean("disableWAL", False)
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
+        self._inline: sqlite3.Connection | None = None
 
     async def open(self, *schema: str) -> None:
         """Connect and run the ``schema`` statements (``CREATE ... IF NOT EXISTS``)."""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-{self.name}")
         await self._submit(self._open, schema)
+        if self._database != ":memory:":  # a second connection to :memory: would be another database
+            try:
+                self._inline = self._connect(0.0)
+            except sqlite3.Error as exc:
+                raise ComponentError(f"sqlite: {exc}") from exc
 
     async def close(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         if self._executor is None:
             return
         if self._connection is not None:
@@ -63,6 +78,23 @@ class SQLiteDatabase:
         self._executor = None
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(connection, *args)`` now if the database is free, else on the worker thread.
+
+        ``function`` must be short and must not commit anything before a statement that could find the
+        database busy (start writes with ``write()``). SQLite errors become ``ComponentError``.
+        """
+        inline = self._inline
+        if inline is not None:
+            try:
+                return function(inline, *args)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise ComponentError(f"sqlite: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise ComponentError(f"sqlite: {exc}") from exc
+        return await self.run_in_worker(function, *args)
+
+    async def run_in_worker(self, function: Callable[..., T], *args: Any) -> T:
         """``function(connection, *args)`` on the worker thread; SQLite errors become ``ComponentError``."""
         return await self._submit(self._call, function, args)
 
@@ -80,20 +112,23 @@ class SQLiteDatabase:
             raise ComponentError(f"{self.name}: not initialised")
         return function(self._connection, *args)
 
-    def _open(self, schema: tuple[str, ...]) -> None:
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
         database = self._database
         uri = database.startswith("file:")
         if not uri and database != ":memory:":
             path = Path(database).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
             database = str(path)
-        opened = sqlite3.connect(
-            database, timeout=self._busy_timeout, isolation_level=None, uri=uri, check_same_thread=False
-        )
-        opened.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        opened = sqlite3.connect(database, timeout=busy_timeout, isolation_level=None, uri=uri, check_same_thread=False)
+        opened.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         if self._wal and database != ":memory:":
+            opened.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode, and no fsync per commit
+        return opened
+
+    def _open(self, schema: tuple[str, ...]) -> None:
+        opened = self._connect(self._busy_timeout)
+        if self._wal and self._database != ":memory:":
             opened.execute("PRAGMA journal_mode = WAL")
-            opened.execute("PRAGMA synchronous = NORMAL")
         with write(opened):
             for statement in schema:
                 opened.execute(statement)

@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import cel
-
 from building_blocks.errors import SpecError
 
 __all__ = ("BulkSettings", "Rule", "SubscriptionSpec", "from_declarations", "from_programmatic")
@@ -32,6 +30,8 @@ class Rule:
         path = path if path.startswith("/") else "/" + path
         if not match.strip():
             return cls("", path)
+        import cel  # only apps with routing rules pay for the CEL runtime (and its start-up cost)
+
         try:
             return cls(match, path, cel.compile(match))
         except ValueError as exc:

@@ -5,10 +5,10 @@ Metadata: ``connectionString`` (required: a path, ``~`` expanded, ``file:`` URI 
 ``tableName`` (``state``), ``busyTimeout`` (2s), ``disableWAL`` (false), ``cleanupInterval`` (1h; <= 0
 disables purging expired rows, which are still invisible).
 
-Several sidecar processes may share one file: WAL mode lets readers run beside a writer, and every write
-checks etags inside ``BEGIN IMMEDIATE``, so concurrency checks hold across processes. The table layout
-is Dapr's (``key, value, is_binary, etag, expiration_time, update_time``). All SQLite calls run on one
-worker thread per store, so the event loop never waits on the file lock.
+Several sidecar processes may share one file: every write checks etags inside ``BEGIN IMMEDIATE``, so
+concurrency checks hold across processes (see ``building_blocks._common.sqlite`` for how calls avoid
+blocking the event loop). The table layout is Dapr's (``key, value, is_binary, etag, expiration_time,
+update_time``).
 """
 
 from __future__ import annotations
@@ -16,19 +16,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
-from building_blocks.errors import ComponentError, ETagMismatch, SpecError
+from building_blocks._common.sqlite import SQLiteDatabase, table_name, write
+from building_blocks.errors import ComponentError, ETagMismatch
 from building_blocks.state import query as q
 from building_blocks.state.base import (
     BulkGetItem,
@@ -46,8 +44,6 @@ from building_blocks.state.base import (
 
 __all__ = ("SQLiteStateStore",)
 
-T = TypeVar("T")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ROW = "value, is_binary, etag, (julianday(expiration_time) - 2440587.5) * 86400.0"
 
 
@@ -73,67 +69,19 @@ class SQLiteStateStore(StateStore):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        meta = self.metadata
-        self._database = meta.text("connectionString", required=True)
-        self._table = meta.text("tableName", "state")
-        if not _IDENTIFIER.match(self._table):
-            raise SpecError(f"{meta.where}: metadata 'tableName' must be a plain SQL identifier")
-        self._busy_timeout = meta.duration("busyTimeout", 2.0)
-        self._wal = not meta.boolean("disableWAL", False)
-        self._cleanup_interval = meta.duration("cleanupInterval", 3600.0)
-        self._executor: ThreadPoolExecutor | None = None
-        self._connection: sqlite3.Connection | None = None
+        self._db = SQLiteDatabase(self.metadata, self.name)
+        self._table = table_name(self.metadata, "state")
+        self._cleanup_interval = self.metadata.duration("cleanupInterval", 3600.0)
         self._cleanup: asyncio.Task[None] | None = None
 
-    # -- plumbing ----------------------------------------------------------------------------------
-
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
-            raise ComponentError(f"state store {self.name} is closed")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, function, *args)
-        except sqlite3.Error as exc:
-            raise ComponentError(f"sqlite: {exc}") from exc
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database's write lock from its first statement."""
-        assert self._connection is not None
-        connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-
-    def _open(self) -> None:
-        database = self._database
-        uri = database.startswith("file:")
-        if not uri and database != ":memory:":
-            path = Path(database).expanduser()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            database = str(path)
-        connection = sqlite3.connect(
-            database, timeout=self._busy_timeout, isolation_level=None, uri=uri, check_same_thread=False
-        )
-        connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-        if self._wal and database != ":memory:":
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-        connection.execute(
-            f"CREATE TABLE IF NOT EXISTS {self._table} (key TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL,"
-            " is_binary BOOLEAN NOT NULL, etag TEXT NOT NULL, expiration_time TIMESTAMP DEFAULT NULL,"
-            " update_time TIMESTAMP DEFAULT NULL)"
-        )
-        connection.execute(f"CREATE INDEX IF NOT EXISTS {self._table}_expiration ON {self._table} (expiration_time)")
-        self._connection = connection
-
     async def init(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-{self.name}")
-        await self._run(self._open)
+        table = self._table
+        await self._db.open(
+            f"CREATE TABLE IF NOT EXISTS {table} (key TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL,"
+            " is_binary BOOLEAN NOT NULL, etag TEXT NOT NULL, expiration_time TIMESTAMP DEFAULT NULL,"
+            " update_time TIMESTAMP DEFAULT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {table}_expiration ON {table} (expiration_time)",
+        )
         if self._cleanup_interval > 0:
             self._cleanup = asyncio.create_task(self._purge_periodically())
 
@@ -143,55 +91,44 @@ class SQLiteStateStore(StateStore):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup
             self._cleanup = None
-        if self._executor is not None:
-            if self._connection is not None:
-                await self._run(self._connection.close)
-                self._connection = None
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        await self._db.close()
 
     async def ping(self) -> None:
-        await self._run(self._select_one)
-
-    def _select_one(self) -> None:
-        assert self._connection is not None
-        self._connection.execute("SELECT 1").fetchone()
+        await self._db.run(lambda connection: connection.execute("SELECT 1").fetchone())
 
     async def _purge_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._cleanup_interval)
             with contextlib.suppress(ComponentError):
-                await self._run(self._purge)
+                await self._db.run_in_worker(self._purge)
 
-    def _purge(self) -> None:
-        assert self._connection is not None
-        self._connection.execute(
+    def _purge(self, connection: sqlite3.Connection) -> None:
+        connection.execute(
             f"DELETE FROM {self._table} WHERE expiration_time IS NOT NULL AND expiration_time <= ?",
             (_timestamp(time.time()),),
         )
 
     # -- synchronous operations (worker thread) -------------------------------------------------------
 
-    def _select(self, key: str, now: str) -> tuple[Any, ...] | None:
-        assert self._connection is not None
-        row: tuple[Any, ...] | None = self._connection.execute(
+    def _select(self, connection: sqlite3.Connection, key: str, now: str) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = connection.execute(
             f"SELECT {_ROW} FROM {self._table} WHERE key = ? AND (expiration_time IS NULL OR expiration_time > ?)",
             (key, now),
         ).fetchone()
         return row
 
-    def _get(self, key: str) -> GetResponse | None:
-        row = self._select(key, _timestamp(time.time()))
+    def _get(self, connection: sqlite3.Connection, key: str) -> GetResponse | None:
+        row = self._select(connection, key, _timestamp(time.time()))
         if row is None:
             return None
         value, is_binary, etag, expires_at = row
         return GetResponse(_decode(value, is_binary), etag, expires_at)
 
-    def _bulk_get(self, keys: Sequence[str]) -> list[BulkGetItem]:
+    def _bulk_get(self, connection: sqlite3.Connection, keys: Sequence[str]) -> list[BulkGetItem]:
         now = _timestamp(time.time())
         items = []
         for key in keys:
-            row = self._select(key, now)
+            row = self._select(connection, key, now)
             response = None if row is None else GetResponse(_decode(row[0], row[1]), row[2], row[3])
             items.append(BulkGetItem(key, response))
         return items
@@ -218,10 +155,10 @@ class SQLiteStateStore(StateStore):
             (request.key, text, is_binary, uuid.uuid4().hex, expiration, _timestamp(now)),
         )
 
-    def _transact(self, operations: Sequence[SetRequest | DeleteRequest]) -> None:
+    def _transact(self, connection: sqlite3.Connection, operations: Sequence[SetRequest | DeleteRequest]) -> None:
         now = time.time()
         now_text = _timestamp(now)
-        with self._write() as connection:
+        with write(connection):
             staged: dict[str, bool] = {}
             for operation in operations:
                 first_write = isinstance(operation, SetRequest) and operation.first_write
@@ -239,9 +176,8 @@ class SQLiteStateStore(StateStore):
             for operation in operations:
                 self._apply(connection, operation, now)
 
-    def _query(self, prefix: str) -> list[tuple[str, str, int, str]]:
-        assert self._connection is not None
-        rows = self._connection.execute(
+    def _query(self, connection: sqlite3.Connection, prefix: str) -> list[tuple[str, str, int, str]]:
+        rows = connection.execute(
             f"SELECT key, value, is_binary, etag FROM {self._table}"
             " WHERE substr(key, 1, ?) = ? AND (expiration_time IS NULL OR expiration_time > ?) ORDER BY key",
             (len(prefix), prefix, _timestamp(time.time())),
@@ -251,24 +187,24 @@ class SQLiteStateStore(StateStore):
     # -- the contract --------------------------------------------------------------------------------
 
     async def get(self, request: GetRequest) -> GetResponse | None:
-        return await self._run(self._get, request.key)
+        return await self._db.run(self._get, request.key)
 
     async def bulk_get(self, requests: Sequence[GetRequest]) -> list[BulkGetItem]:
-        return await self._run(self._bulk_get, [r.key for r in requests])
+        return await self._db.run(self._bulk_get, [r.key for r in requests])
 
     async def set(self, request: SetRequest) -> None:
-        await self._run(self._transact, (request,))
+        await self._db.run(self._transact, (request,))
 
     async def delete(self, request: DeleteRequest) -> None:
-        await self._run(self._transact, (request,))
+        await self._db.run(self._transact, (request,))
 
     async def transact(self, request: TransactionRequest) -> None:
-        await self._run(self._transact, request.operations)
+        await self._db.run(self._transact, request.operations)
 
     async def query(self, request: QueryRequest) -> QueryResponse:
         parsed: q.Query = request.query
         candidates = []
-        for key, text, is_binary, etag in await self._run(self._query, request.key_prefix):
+        for key, text, is_binary, etag in await self._db.run_in_worker(self._query, request.key_prefix):
             if is_binary:
                 continue
             try:

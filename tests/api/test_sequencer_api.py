@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -134,11 +135,12 @@ async def test_redis_keys_are_layotto_sequencer_keys(tmp_path: Path, strategy: s
     host = require_redis()
     metadata = {"redisHost": host, "segmentSize": "25", **({"keyPrefix": strategy} if strategy else {})}
     (tmp_path / "s.yaml").write_text(component_yaml("sequencer", "sequencer.redis", metadata))
-    k = f"key-{tmp_path.name}"
+    k = f"key-{uuid.uuid4().hex}"  # fresh on every run: the sequence lives on in Redis
     async with running_sidecar(tmp_path, app_id="myapp") as sidecar:
         assert (await sidecar.client.post(PATH, json={"key": k})).json() == {"nextId": "1"}
         server = redis.Redis.from_url(f"redis://{host}")
         try:
             assert server.get(stored.format(k=k)) == b"25"  # one INCRBY reserved the WEAK segment
         finally:
+            server.delete(stored.format(k=k))
             server.close()

@@ -10,19 +10,91 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import asyncpg
 
 from building_blocks.component import Metadata
 from building_blocks.errors import ComponentError, SpecError
 
-# One parser for every PostgreSQL component, so they all accept the same connection strings.
-from building_blocks.state.postgresql import _parse_connection_string, _table_name
-
-__all__ = ("DRIVER_ERRORS", "PostgreSQLPool")
+__all__ = ("DRIVER_ERRORS", "ConnectArgs", "PostgreSQLPool", "parse_connection_string", "table_name")
 
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_LIBPQ_PAIR = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|(?:[^\s'\\]|\\.)+)\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectArgs:
+    """asyncpg connect arguments; ``dsn`` is a URL, or carries the libpq options beyond the basic ones."""
+
+    dsn: str | None = None
+    host: str | list[str] | None = None
+    port: int | list[int] | None = None
+    user: str | None = None
+    password: str | None = None
+    database: str | None = None
+    timeout: float | None = None
+
+
+def table_name(name: str, where: str) -> str:
+    parts = name.split(".")
+    if len(parts) > 2 or not all(_IDENTIFIER.fullmatch(part) for part in parts):
+        raise SpecError(f"{where}: metadata 'tableName' must be 'table' or 'schema.table', got {name!r}")
+    return ".".join(f'"{part.lower()}"' for part in parts)  # folded like an unquoted name
+
+
+def parse_connection_string(text: str, where: str) -> ConnectArgs:
+    """libpq ``key=value`` pairs or a URL as asyncpg connect arguments.
+
+    Host, port, user, password and database become arguments; the other options (sslmode,
+    sslrootcert, application_name...) go in a URL query, which asyncpg reads as libpq does.
+    ``connect_timeout`` sets the connect timeout; pgx's ``pool_*`` options are ignored.
+    """
+    text = text.strip()
+    basic: dict[str, str] = {}
+    if text.startswith(("postgres://", "postgresql://")):
+        url = urllib.parse.urlsplit(text)
+        options = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        base = url._replace(query="").geturl()
+    else:
+        options = _libpq_pairs(text, where)
+        basic = {k: options.pop(k) for k in ("host", "hostaddr", "port", "user", "password") if k in options}
+        basic["database"] = options.pop("dbname", "") or options.pop("database", "")
+        base = "postgresql://"
+    options = {k: v for k, v in options.items() if not k.startswith("pool_")}
+    hosts = basic.get("host") or basic.get("hostaddr") or ""
+    try:
+        timeout = float(options.pop("connect_timeout")) if "connect_timeout" in options else None
+        ports = [int(p) for p in basic["port"].split(",")] if basic.get("port") else []
+    except ValueError:
+        raise SpecError(f"{where} has an invalid port or connect_timeout") from None
+    dsn = base + "?" + urllib.parse.urlencode(options) if options else base
+    return ConnectArgs(
+        dsn=None if dsn == "postgresql://" else dsn,
+        host=(hosts.split(",") if "," in hosts else hosts) or None,
+        port=(ports if len(ports) > 1 else ports[0]) if ports else None,
+        user=basic.get("user"),
+        password=basic.get("password"),
+        database=basic.get("database") or None,
+        timeout=timeout,
+    )
+
+
+def _libpq_pairs(text: str, where: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    position = 0
+    while position < len(text):
+        match = _LIBPQ_PAIR.match(text, position)
+        if match is None:
+            raise SpecError(f"{where} is neither a postgres:// URL nor libpq 'key=value' pairs")
+        raw = match[2][1:-1] if match[2].startswith("'") else match[2]
+        pairs[match[1].lower()] = re.sub(r"\\(.)", r"\1", raw)
+        position = match.end()
+    return pairs
 
 
 class PostgreSQLPool:
@@ -30,10 +102,10 @@ class PostgreSQLPool:
 
     def __init__(self, meta: Metadata, name: str, default_table: str) -> None:
         self.name = name
-        self._connect = _parse_connection_string(
+        self._connect = parse_connection_string(
             meta.text("connectionString", required=True), f"{meta.where}: metadata 'connectionString'"
         )
-        self.table = _table_name(meta.text("tableName", default_table), meta.where)
+        self.table = table_name(meta.text("tableName", default_table), meta.where)
         self.timeout = meta.duration("timeout", 20.0)
         self._max_conns = meta.integer("maxConns", max(4, os.cpu_count() or 1))
         if self.timeout <= 0:

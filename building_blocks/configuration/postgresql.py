@@ -36,7 +36,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from building_blocks._common.postgresql import DRIVER_ERRORS
+from building_blocks._common.postgresql import DRIVER_ERRORS, parse_connection_string
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.configuration.base import (
     ConfigurationItem,
@@ -48,7 +48,6 @@ from building_blocks.configuration.base import (
     next_version,
 )
 from building_blocks.errors import ComponentError, InvalidOption, SpecError
-from building_blocks.state.postgresql import _parse_connection_string
 
 __all__ = ("PostgreSQLConfigurationStore",)
 
@@ -113,7 +112,7 @@ class PostgreSQLConfigurationStore(ConfigurationStore):
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
         where = metadata.where
-        self._connect = _parse_connection_string(
+        self._connect = parse_connection_string(
             metadata.text("connectionString", required=True), f"{where}: metadata 'connectionString'"
         )
         table = metadata.text("table", required=True)

@@ -19,14 +19,13 @@ import contextlib
 import logging
 import os
 import re
-import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import orjson
 
+from building_blocks._common.postgresql import DRIVER_ERRORS, parse_connection_string, table_name
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, ETagInvalid, ETagMismatch, SpecError
 from building_blocks.state import query as q
@@ -49,10 +48,7 @@ __all__ = ("PostgreSQLStateStore",)
 
 _log = logging.getLogger(__name__)
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_LIBPQ_PAIR = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|(?:[^\s'\\]|\\.)+)\s*")
 _ARRAY_INDEX = re.compile(r"\s*[+-]?\d+\s*")  # a path part ``#>`` would use as an array index
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 _MAX_XID = 0xFFFFFFFF
 
 _LIVE = "(expiredate IS NULL OR expiredate > CURRENT_TIMESTAMP)"
@@ -66,19 +62,6 @@ _JSON_TYPE_RANK = (
     "CASE jsonb_typeof({0}) WHEN 'null' THEN 0 WHEN 'string' THEN 1 WHEN 'number' THEN 2 "
     "WHEN 'boolean' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 5 END"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class _Connect:
-    """asyncpg connect arguments; ``dsn`` is a URL, or carries the libpq options beyond the basic ones."""
-
-    dsn: str | None = None
-    host: str | list[str] | None = None
-    port: int | list[int] | None = None
-    user: str | None = None
-    password: str | None = None
-    database: str | None = None
-    timeout: float | None = None
 
 
 class _SQL:
@@ -118,10 +101,10 @@ class PostgreSQLStateStore(StateStore):
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
-        self._connect = _parse_connection_string(
+        self._connect = parse_connection_string(
             metadata.text("connectionString", required=True), f"{metadata.where}: metadata 'connectionString'"
         )
-        self._table = _table_name(metadata.text("tableName", "state"), metadata.where)
+        self._table = table_name(metadata.text("tableName", "state"), metadata.where)
         self._sql = _SQL(self._table)
         self._timeout = metadata.duration("timeout", 20.0)
         self._max_conns = metadata.integer("maxConns", max(4, os.cpu_count() or 1))
@@ -175,7 +158,7 @@ class PostgreSQLStateStore(StateStore):
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), self._timeout)
-            except _DRIVER_ERRORS:  # TimeoutError included
+            except DRIVER_ERRORS:  # TimeoutError included
                 pool.terminate()
 
     async def ping(self) -> None:
@@ -195,7 +178,7 @@ class PostgreSQLStateStore(StateStore):
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise ComponentError(f"{self.name}: {action}: {exc}") from exc
 
     @contextlib.asynccontextmanager
@@ -383,60 +366,3 @@ def _xid(etag: str | None) -> int | None:
     if not 0 <= number <= _MAX_XID:
         raise ETagInvalid(f"etag {etag!r} is not a PostgreSQL transaction id")
     return number
-
-
-def _table_name(name: str, where: str) -> str:
-    parts = name.split(".")
-    if len(parts) > 2 or not all(_IDENTIFIER.fullmatch(part) for part in parts):
-        raise SpecError(f"{where}: metadata 'tableName' must be 'table' or 'schema.table', got {name!r}")
-    return ".".join(f'"{part.lower()}"' for part in parts)  # folded like an unquoted name
-
-
-def _parse_connection_string(text: str, where: str) -> _Connect:
-    """libpq ``key=value`` pairs or a URL as asyncpg connect arguments.
-
-    Host, port, user, password and database become arguments; the other options (sslmode,
-    sslrootcert, application_name...) go in a URL query, which asyncpg reads as libpq does.
-    ``connect_timeout`` sets the connect timeout; pgx's ``pool_*`` options are ignored.
-    """
-    text = text.strip()
-    basic: dict[str, str] = {}
-    if text.startswith(("postgres://", "postgresql://")):
-        url = urllib.parse.urlsplit(text)
-        options = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
-        base = url._replace(query="").geturl()
-    else:
-        options = _libpq_pairs(text, where)
-        basic = {k: options.pop(k) for k in ("host", "hostaddr", "port", "user", "password") if k in options}
-        basic["database"] = options.pop("dbname", "") or options.pop("database", "")
-        base = "postgresql://"
-    options = {k: v for k, v in options.items() if not k.startswith("pool_")}
-    hosts = basic.get("host") or basic.get("hostaddr") or ""
-    try:
-        timeout = float(options.pop("connect_timeout")) if "connect_timeout" in options else None
-        ports = [int(p) for p in basic["port"].split(",")] if basic.get("port") else []
-    except ValueError:
-        raise SpecError(f"{where} has an invalid port or connect_timeout") from None
-    dsn = base + "?" + urllib.parse.urlencode(options) if options else base
-    return _Connect(
-        dsn=None if dsn == "postgresql://" else dsn,
-        host=(hosts.split(",") if "," in hosts else hosts) or None,
-        port=(ports if len(ports) > 1 else ports[0]) if ports else None,
-        user=basic.get("user"),
-        password=basic.get("password"),
-        database=basic.get("database") or None,
-        timeout=timeout,
-    )
-
-
-def _libpq_pairs(text: str, where: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    position = 0
-    while position < len(text):
-        match = _LIBPQ_PAIR.match(text, position)
-        if match is None:
-            raise SpecError(f"{where} is neither a postgres:// URL nor libpq 'key=value' pairs")
-        raw = match[2][1:-1] if match[2].startswith("'") else match[2]
-        pairs[match[1].lower()] = re.sub(r"\\(.)", r"\1", raw)
-        position = match.end()
-    return pairs

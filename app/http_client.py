@@ -1,0 +1,474 @@
+"""A lean HTTP/1.1 client for the sidecar's hot paths: the local app and other sidecars (plain HTTP).
+
+asyncio transports and protocols with httptools' response parser, and one keep-alive pool per
+``host:port`` (idle connections, most recently used first). One request in flight per connection.
+
+* Request bodies are bytes (sent with the head in one write) or an async iterable streamed as it is read,
+  framed by ``Content-Length`` when the length is known, chunked otherwise; writes respect the transport's
+  flow control. When the answer starts before the body is sent, sending stops and the connection is not
+  reused (the server did not wait for the rest).
+* Response bodies are streamed (``aiter_raw``) or read whole (``aread``), framed by ``Content-Length``,
+  chunked encoding, or the end of the connection; answers to ``HEAD`` and ``204``/``304`` have none.
+  Reading pauses while too much of a body is waiting for its consumer.
+* A connection returns to its pool only once its answer is complete, the request was sent whole, and
+  neither side asked to close it; an idle connection the server closed is dropped. A request whose
+  body is bytes is sent once more on a new connection when a reused one turns out to be closed before
+  any answer arrived (the race of a server's keep-alive timeout).
+* Errors: ``ConnectError`` (nothing was sent: refused, unreachable), ``ConnectTimeout`` (a subclass),
+  ``ConnectionBroken`` (reset or closed before the answer was complete), ``ProtocolError`` (an answer
+  that isn't HTTP/1.x). Exceptions raised by a request body iterator propagate unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import cast
+
+import httptools
+
+__all__ = (
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionBroken",
+    "HttpClient",
+    "HttpClientError",
+    "ProtocolError",
+    "Response",
+)
+
+Headers = list[tuple[bytes, bytes]]
+#: Reading pauses when this much of a body waits for its consumer, and resumes below the low mark.
+HIGH_WATER = 256 << 10
+LOW_WATER = 64 << 10
+_NO_BODY_STATUSES = frozenset({204, 304})
+_FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
+
+
+class HttpClientError(Exception):
+    """A request could not be made, or its answer could not be read."""
+
+
+class ConnectError(HttpClientError):
+    """No connection could be made; nothing of the request was sent."""
+
+
+class ConnectTimeout(ConnectError):
+    """Connecting took longer than the connect timeout."""
+
+
+class ConnectionBroken(HttpClientError):
+    """The connection was reset or closed before the answer was complete."""
+
+
+class ProtocolError(HttpClientError):
+    """The server's answer is not valid HTTP/1.x."""
+
+
+class Response:
+    """Status, headers (names lower-case, in order) and a streamed body of one answer."""
+
+    def __init__(self, connection: _Connection, status_code: int, headers: Headers) -> None:
+        self.status_code = status_code
+        self.raw_headers = headers
+        self._connection: _Connection | None = connection
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self.complete = False
+        self.is_stream_consumed = False
+        self._content: bytes | None = None
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower-case), or ``None``."""
+        key = name.encode("latin-1")
+        for header, value in self.raw_headers:
+            if header == key:
+                return value.decode("latin-1")
+        return None
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            raise RuntimeError("the response body has not been read")
+        return self._content
+
+    # fed by the connection
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        self._wake()
+        if self._buffered > HIGH_WATER and self._connection is not None:
+            self._connection.pause_reading()
+
+    def _finish(self) -> None:
+        self.complete = True
+        self._connection = None
+        self._wake()
+
+    def _fail(self, error: BaseException) -> None:
+        if not self.complete and self._error is None:
+            self._error = error
+            self._connection = None
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # read by the consumer
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (transfer coding removed, content coding kept)."""
+        if self.is_stream_consumed:
+            if self._content:
+                yield self._content
+            return
+        self.is_stream_consumed = True
+        while True:
+            while self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                connection = self._connection
+                if connection is not None and self._buffered < LOW_WATER:
+                    connection.resume_reading()
+                yield chunk
+            if self._error is not None:
+                raise self._error
+            if self.complete:
+                return
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    async def aread(self) -> bytes:
+        if self._content is None:
+            self._content = b"".join([chunk async for chunk in self.aiter_raw()])
+        return self._content
+
+    async def aclose(self) -> None:
+        """Done with this answer: an unfinished body is abandoned and its connection closed."""
+        self.close()
+
+    def close(self) -> None:
+        self.is_stream_consumed = True
+        connection, self._connection = self._connection, None
+        self._chunks.clear()
+        if connection is not None and not self.complete:
+            connection.abort()
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection to ``key``; one request at a time."""
+
+    def __init__(self, client: HttpClient, key: tuple[str, int]) -> None:
+        self.client = client
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.used = False
+        self._parser: httptools.HttpResponseParser | None = None
+        self._head: Headers = []
+        self._bodyless = False
+        self._until_close = False
+        self._informational = False
+        self._response: Response | None = None
+        self._head_waiter: asyncio.Future[Response] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._writing_paused = False
+        self._reading_paused = False
+        self._sent = False
+        self._keep_alive = True
+        self._is_head = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports don't subclass asyncio's
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None:  # nothing was asked: a server must not talk now
+            self.abort()
+            return
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ProtocolError(f"malformed HTTP response: {exc}"))
+            self.abort()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.client._forget(self)
+        response = self._response
+        if response is not None and self._until_close and not response.complete and response._error is None:
+            self._parser = None
+            response._finish()  # the body ended with the connection
+        else:
+            reason = str(exc) if exc is not None else "connection closed by the server"
+            self._fail(ConnectionBroken(reason or type(exc).__name__))
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_writer()
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        assert parser is not None
+        status = parser.get_status_code()
+        headers, self._head = self._head, []
+        if 100 <= status < 200:
+            self._informational = True  # 100 Continue, 103 Early Hints: the answer follows
+            return
+        response = self._response = Response(self, status, headers)
+        self._bodyless = self._is_head or status in _NO_BODY_STATUSES
+        self._until_close = not self._bodyless and not any(
+            name in (b"content-length", b"transfer-encoding") for name, _ in headers
+        )
+        waiter, self._head_waiter = self._head_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(response)
+        self._wake_writer()
+        if self._bodyless:
+            self._keep_alive = parser.should_keep_alive()
+            self._parser = None  # a HEAD answer's Content-Length announces a body that never comes
+            self._complete(response)
+
+    def on_body(self, body: bytes) -> None:
+        response = self._response
+        if response is not None and not response.complete:
+            response._feed(body)
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        if parser is None:
+            return
+        if self._informational:
+            self._informational = False
+            return
+        response = self._response
+        if response is None:
+            return
+        self._keep_alive = parser.should_keep_alive()
+        self._parser = None
+        self._complete(response)
+
+    # internals
+    def _complete(self, response: Response) -> None:
+        self._response = None
+        response._finish()
+        if self._reading_paused:
+            self.resume_reading()
+        if self._sent and self._keep_alive and not self.closed:
+            self.client._release(self)
+        else:
+            self.abort()
+
+    def _fail(self, error: BaseException) -> None:
+        self._parser = None
+        waiter, self._head_waiter = self._head_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        response, self._response = self._response, None
+        if response is not None:
+            response._fail(error)
+
+    def _wake_writer(self) -> None:
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        self._keep_alive = False
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def _answered(self) -> bool:
+        """The answer has started (or the connection is gone): no more body is wanted."""
+        return self._head_waiter is None or self.closed
+
+    async def _drain(self) -> None:
+        while self._writing_paused and not self._answered():
+            waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    async def send(self, method: str, head: bytes, body: bytes | AsyncIterable[bytes], length: int | None) -> Response:
+        transport = self.transport
+        if transport is None or self.closed:
+            raise ConnectionBroken("connection closed by the server")
+        loop = asyncio.get_running_loop()
+        self.used = True
+        self._is_head = method == "HEAD"
+        self._sent = False
+        self._keep_alive = True
+        self._informational = False
+        self._head = []
+        self._parser = httptools.HttpResponseParser(self)
+        head_waiter: asyncio.Future[Response] = loop.create_future()
+        self._head_waiter = head_waiter
+        try:
+            if isinstance(body, bytes):
+                transport.write(head + body)
+                self._sent = True
+            else:
+                await self._send_stream(transport, head, body, length)
+            return await head_waiter
+        except BaseException:
+            if head_waiter.done() and not head_waiter.cancelled() and head_waiter.exception() is None:
+                head_waiter.result().close()  # answered, but the caller went away: abandon the answer
+            elif self._head_waiter is head_waiter:
+                self._head_waiter = None
+                self._parser = None
+                self.abort()
+            raise
+
+    async def _send_stream(
+        self, transport: asyncio.Transport, head: bytes, body: AsyncIterable[bytes], length: int | None
+    ) -> None:
+        transport.write(head)
+        chunked = length is None
+        async for chunk in body:
+            if self._answered():
+                return  # the answer came early; the rest of the body is not sent (and the connection not reused)
+            if not chunk:
+                continue
+            if chunked:
+                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            else:
+                transport.write(chunk)
+            if self._writing_paused:
+                await self._drain()
+        if self._answered():
+            return
+        if chunked:
+            transport.write(b"0\r\n\r\n")
+        self._sent = True
+
+
+def _host_header(host: str, port: int) -> bytes:
+    name = f"[{host}]" if ":" in host else host
+    return (name if port == 80 else f"{name}:{port}").encode("idna" if not name.isascii() else "ascii")
+
+
+class HttpClient:
+    """Keep-alive pools of plain HTTP/1.1 connections, one per ``host:port``."""
+
+    def __init__(self, connect_timeout: float | None = 5.0, max_idle_per_host: int = 64) -> None:
+        self.connect_timeout = connect_timeout
+        self.max_idle_per_host = max_idle_per_host
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._all: set[_Connection] = set()
+        self._closed = False
+
+    async def request(
+        self,
+        method: str,
+        host: str,
+        port: int,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        body: bytes | AsyncIterable[bytes] = b"",
+        length: int | None = None,
+    ) -> Response:
+        """Send ``method target`` to ``host:port``; returns once the answer's head has arrived.
+
+        ``target`` is the raw path and query; ``headers`` are sent as given, except ``Host``,
+        ``Content-Length`` and ``Transfer-Encoding``, which are set here from ``host:port`` and the body
+        (``length`` for a streamed body; chunked when ``None``). The caller must read or ``aclose`` the answer.
+        """
+        lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nhost: ", _host_header(host, port), b"\r\n"]
+        for name, value in headers:
+            if name.lower() not in _FRAMING:
+                lines += [name, b": ", value, b"\r\n"]
+        if isinstance(body, bytes):
+            if body or method in ("POST", "PUT", "PATCH"):
+                lines += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
+        elif length is not None:
+            lines += [b"content-length: ", str(length).encode(), b"\r\n"]
+        else:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        lines.append(b"\r\n")
+        head = b"".join(lines)
+        key = (host, port)
+        connection = self._idle_connection(key)
+        if connection is not None:
+            try:
+                return await connection.send(method, head, body, length)
+            except ConnectionBroken:
+                if not isinstance(body, bytes):
+                    raise
+                # a stale keep-alive connection: try once more on a fresh one
+        connection = await self._connect(key)
+        return await connection.send(method, head, body, length)
+
+    def _idle_connection(self, key: tuple[str, int]) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            connection = idle.pop()
+            if not connection.closed:
+                return connection
+        return None
+
+    async def _connect(self, key: tuple[str, int]) -> _Connection:
+        if self._closed:
+            raise ConnectError("the client is closed")
+        loop = asyncio.get_running_loop()
+        host, port = key
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, connection = await loop.create_connection(lambda: _Connection(self, key), host, port)
+        except TimeoutError:
+            raise ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except ConnectionRefusedError:
+            raise ConnectError("connection refused") from None
+        except OSError as exc:
+            raise ConnectError(str(exc) or type(exc).__name__) from None
+        self._all.add(connection)
+        return connection
+
+    def _release(self, connection: _Connection) -> None:
+        idle = self._idle.setdefault(connection.key, [])
+        if self._closed or len(idle) >= self.max_idle_per_host:
+            connection.abort()
+            return
+        idle.append(connection)
+
+    def _forget(self, connection: _Connection) -> None:
+        self._all.discard(connection)
+        idle = self._idle.get(connection.key)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._idle.clear()
+        for connection in list(self._all):
+            connection.abort()
+        self._all.clear()

@@ -14,6 +14,7 @@ import re
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -38,6 +39,29 @@ class ConnectArgs:
     password: str | None = None
     database: str | None = None
     timeout: float | None = None
+
+    def _arguments(self, timeout: float) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "database": self.database,
+            "timeout": self.timeout or timeout,
+            "command_timeout": timeout,
+        }
+
+    async def create_pool(self, max_size: int, timeout: float) -> asyncpg.Pool:
+        """A pool of at most ``max_size`` connections; ``timeout`` bounds connecting and every command."""
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            self.dsn, min_size=1, max_size=max_size, **self._arguments(timeout)
+        )
+        return pool
+
+    async def connect(self, timeout: float, **options: Any) -> asyncpg.Connection:
+        """One dedicated connection (e.g. for LISTEN)."""
+        connection: asyncpg.Connection = await asyncpg.connect(self.dsn, **self._arguments(timeout), **options)
+        return connection
 
 
 def table_name(name: str, where: str) -> str:
@@ -118,18 +142,7 @@ class PostgreSQLPool:
         """Connect, then run ``schema`` (``CREATE ... IF NOT EXISTS``) unless the table exists."""
         c = self._connect
         with self.errors("connecting"):
-            self._pool = await asyncpg.create_pool(
-                c.dsn,
-                min_size=1,
-                max_size=self._max_conns,
-                host=c.host,
-                port=c.port,
-                user=c.user,
-                password=c.password,
-                database=c.database,
-                timeout=c.timeout or self.timeout,
-                command_timeout=self.timeout,
-            )
+            self._pool = await c.create_pool(self._max_conns, self.timeout)
         try:
             # The advisory lock keeps two sidecars starting together from racing on CREATE TABLE.
             async with self.connection("creating the table") as conn, conn.transaction():

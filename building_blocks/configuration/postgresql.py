@@ -143,34 +143,13 @@ class PostgreSQLConfigurationStore(ConfigurationStore):
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def _connect_listener(self) -> asyncpg.Connection:
-        c = self._connect
-        return await asyncpg.connect(
-            c.dsn,
-            host=c.host,
-            port=c.port,
-            user=c.user,
-            password=c.password,
-            database=c.database,
-            timeout=c.timeout or self._timeout,
-            command_timeout=self._timeout,
-            server_settings={"application_name": f"layotto-configuration-listen:{self._bare_table}"},
-        )
+        application = {"application_name": f"layotto-configuration-listen:{self._bare_table}"}
+        return await self._connect.connect(self._timeout, server_settings=application)
 
     async def init(self) -> None:
         c = self._connect
         with self._errors("connecting"):
-            self._pool = await asyncpg.create_pool(
-                c.dsn,
-                min_size=1,
-                max_size=self._max_conns,
-                host=c.host,
-                port=c.port,
-                user=c.user,
-                password=c.password,
-                database=c.database,
-                timeout=c.timeout or self._timeout,
-                command_timeout=self._timeout,
-            )
+            self._pool = await c.create_pool(self._max_conns, self._timeout)
         try:
             await self._prepare_table()
         except BaseException:

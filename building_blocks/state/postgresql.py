@@ -121,18 +121,7 @@ class PostgreSQLStateStore(StateStore):
     async def init(self) -> None:
         c = self._connect
         with self._errors("connecting"):
-            self._pool = await asyncpg.create_pool(
-                c.dsn,
-                min_size=1,
-                max_size=self._max_conns,
-                host=c.host,
-                port=c.port,
-                user=c.user,
-                password=c.password,
-                database=c.database,
-                timeout=c.timeout or self._timeout,
-                command_timeout=self._timeout,
-            )
+            self._pool = await c.create_pool(self._max_conns, self._timeout)
         try:
             await self._create_table()
         except BaseException:

@@ -1,7 +1,9 @@
-"""The channel into the local app (``--app-port``): one pooled keep-alive HTTP client, created once.
+"""The channel into the local app (``--app-port``): one pooled keep-alive HTTP client (``app.http_client``).
 
-Everything the sidecar sends to the app (pub/sub deliveries, configuration updates, ``/dapr/subscribe``,
-invocations) goes through ``request``, which adds ``dapr-api-token`` when ``APP_API_TOKEN`` is set.
+Everything the sidecar sends to the app goes through ``request`` (pub/sub deliveries, configuration updates,
+``/dapr/subscribe``, health probes: the answer read whole, as an ``httpx.Response``; errors as
+``httpx.HTTPError``) or ``send`` (invocations: bodies streamed both ways); both add ``dapr-api-token`` when
+``APP_API_TOKEN`` is set.
 Dapr reports itself healthy only once the app's port accepts connections; ``wait_until_listening``
 polls it, without busy-looping, until it does.
 """
@@ -11,16 +13,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
+
+from app.http_client import (
+    ConnectError,
+    ConnectTimeout,
+    HttpClient,
+    HttpClientError,
+    ProtocolError,
+    Response,
+    request_target,
+)
 
 __all__ = ("AppChannel", "no_cookies")
 
 log = logging.getLogger("layotto.app_channel")
 POLL_INTERVAL = 0.05
 DEFAULT_TIMEOUT = 60.0
+#: Invocations have no overall deadline (Dapr imposes none); connecting must not hang, though.
+CONNECT_TIMEOUT = 5.0
 
 
 def no_cookies() -> CookieJar:
@@ -36,16 +50,11 @@ class AppChannel:
         self.port = port
         self.listening = False
         self._listening = asyncio.Event()
-        headers = {"dapr-api-token": api_token} if api_token else {}
-        self._client = httpx.AsyncClient(
-            base_url=f"http://{address}:{port}",
-            headers=headers,
-            timeout=DEFAULT_TIMEOUT,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            trust_env=False,
-            cookies=no_cookies(),
-        )
         self.api_token = api_token
+        self._token = [(b"dapr-api-token", api_token.encode())] if api_token else []
+        self._http = HttpClient(connect_timeout=CONNECT_TIMEOUT)
+        host = f"[{address}]" if ":" in address else address
+        self._display = f"http://{host}:{port}" if port != 80 else f"http://{host}"
 
     async def request(
         self,
@@ -55,25 +64,60 @@ class AppChannel:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> httpx.Response:
-        """One request to the app; raises ``httpx.HTTPError`` when it can't be made or times out."""
-        if not path.startswith("/"):
-            path = "/" + path
-        return await self._client.request(
-            method, path, content=content, headers=headers, timeout=timeout if timeout is not None else DEFAULT_TIMEOUT
-        )
+        """One request to the app, its answer read whole; raises ``httpx.HTTPError`` when it can't be made or times out.
 
-    def url(self, path: str, query: bytes = b"") -> httpx.URL:
-        """The app's URL for ``path`` (unescaped, encoded here) and a raw query string."""
-        return httpx.URL(scheme="http", host=self.address, port=self.port, path="/" + path.lstrip("/"), query=query)
+        ``path`` may carry a query (``/path?a=1``). The answer is an ``httpx.Response`` (its body decoded as
+        ``Content-Encoding`` says), but the exchange goes through the lean client (``app.http_client``).
+        """
+        path, _, query = path.partition("?")
+        raw = [(name.lower().encode("latin-1"), value.encode()) for name, value in (headers or {}).items()]
+        target = request_target(path, query.encode("latin-1"))
+        try:
+            async with asyncio.timeout(timeout if timeout is not None else DEFAULT_TIMEOUT):
+                answer = await self._http.request(
+                    method, self.address, self.port, target, raw + self._token, content or b""
+                )
+                try:
+                    body = await answer.aread()
+                finally:
+                    await answer.aclose()
+        except TimeoutError:
+            raise httpx.ReadTimeout("timed out") from None
+        except ConnectTimeout as exc:
+            raise httpx.ConnectTimeout(str(exc)) from None
+        except ConnectError as exc:
+            raise httpx.ConnectError(str(exc)) from None
+        except ProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from None
+        except HttpClientError as exc:
+            raise httpx.ReadError(str(exc)) from None
+        return httpx.Response(answer.status_code, headers=answer.raw_headers, content=body)
 
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        """Send a prepared request (invocations): the response body is streamed, redirects are not followed.
+    @staticmethod
+    def target(path: str, query: bytes = b"") -> bytes:
+        """The request target for ``path`` (unescaped, encoded here) and a raw query string."""
+        return request_target(path, query)
+
+    def url(self, target: bytes) -> str:
+        """The app's URL for a request target, as error messages show it."""
+        return self._display + target.decode("ascii")
+
+    async def send(
+        self,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | AsyncIterable[bytes],
+        length: int | None,
+    ) -> Response:
+        """One invocation (``app.http_client``): the answer's body is streamed, redirects are not followed.
 
         The caller sets every header; ``dapr-api-token`` is set here when ``APP_API_TOKEN`` is configured.
+        Raises ``app.http_client.HttpClientError`` when the app can't be reached or the exchange breaks.
         """
-        if self.api_token:
-            request.headers["dapr-api-token"] = self.api_token
-        return await self._client.send(request, stream=True)
+        if self._token:
+            headers = headers + self._token
+        return await self._http.request(method, self.address, self.port, target, headers, body, length)
 
     async def wait_until_listening(self) -> None:
         while True:
@@ -95,4 +139,4 @@ class AppChannel:
         await self._listening.wait()
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()

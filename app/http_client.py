@@ -11,9 +11,10 @@ asyncio transports and protocols with httptools' response parser, and one keep-a
   chunked encoding, or the end of the connection; answers to ``HEAD`` and ``204``/``304`` have none.
   Reading pauses while too much of a body is waiting for its consumer.
 * A connection returns to its pool only once its answer is complete, the request was sent whole, and
-  neither side asked to close it; an idle connection the server closed is dropped. A request whose
-  body is bytes is sent once more on a new connection when a reused one turns out to be closed before
-  any answer arrived (the race of a server's keep-alive timeout).
+  neither side asked to close it; an idle connection the server closed is dropped. An idempotent request
+  (``GET``, ``HEAD``, ``OPTIONS``, ``TRACE``) without a streamed body is sent once more on a new connection
+  when a reused one turns out to be closed before any answer arrived (the race of a server's keep-alive
+  timeout).
 * Errors: ``ConnectError`` (nothing was sent: refused, unreachable), ``ConnectTimeout`` (a subclass),
   ``ConnectionBroken`` (reset or closed before the answer was complete), ``ProtocolError`` (an answer
   that isn't HTTP/1.x). Exceptions raised by a request body iterator propagate unchanged.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import re
 import socket
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import cast
@@ -38,6 +40,7 @@ __all__ = (
     "HttpClientError",
     "ProtocolError",
     "Response",
+    "request_target",
 )
 
 Headers = list[tuple[bytes, bytes]]
@@ -45,7 +48,21 @@ Headers = list[tuple[bytes, bytes]]
 HIGH_WATER = 256 << 10
 LOW_WATER = 64 << 10
 _NO_BODY_STATUSES = frozenset({204, 304})
+#: Requests sent once more when a reused connection turns out to be closed before any answer (Go's rule).
+_REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
+#: What a path keeps as is (httpx's rule): printable ASCII but for ``"#<>?`{}``; the rest is UTF-8 %-encoded.
+_PATH_UNSAFE = re.compile(r'[^\x21-\x7e]|["#<>?`{}]')
+
+
+def _percent(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode())
+
+
+def request_target(path: str, query: bytes = b"") -> bytes:
+    """The request target for an (unescaped) ``path`` and a raw query string."""
+    target = _PATH_UNSAFE.sub(_percent, "/" + path.lstrip("/")).encode("ascii")
+    return target + b"?" + query if query else target
 
 
 class HttpClientError(Exception):
@@ -122,6 +139,18 @@ class Response:
             waiter.set_result(None)
 
     # read by the consumer
+    def ready_body(self) -> bytes | None:
+        """The whole body when all of it has arrived already and none was read (else ``None``)."""
+        if not self.complete or self._error is not None or self.is_stream_consumed:
+            return None
+        self.is_stream_consumed = True
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        self._content = body
+        return body
+
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         """The body as it arrives (transfer coding removed, content coding kept)."""
         if self.is_stream_consumed:
@@ -169,7 +198,6 @@ class _Connection(asyncio.Protocol):
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.used = False
         self._parser: httptools.HttpResponseParser | None = None
         self._head: Headers = []
         self._bodyless = False
@@ -324,7 +352,6 @@ class _Connection(asyncio.Protocol):
         if transport is None or self.closed:
             raise ConnectionBroken("connection closed by the server")
         loop = asyncio.get_running_loop()
-        self.used = True
         self._is_head = method == "HEAD"
         self._sent = False
         self._keep_alive = True
@@ -352,23 +379,26 @@ class _Connection(asyncio.Protocol):
     async def _send_stream(
         self, transport: asyncio.Transport, head: bytes, body: AsyncIterable[bytes], length: int | None
     ) -> None:
-        transport.write(head)
-        chunked = length is None
+        pending = head  # the head goes out with the first chunk: one write for a small body
+        remaining = length
         async for chunk in body:
             if self._answered():
                 return  # the answer came early; the rest of the body is not sent (and the connection not reused)
             if not chunk:
                 continue
-            if chunked:
-                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            if remaining is None:
+                transport.write(pending + b"%x\r\n%b\r\n" % (len(chunk), chunk))
             else:
-                transport.write(chunk)
+                transport.write(pending + chunk if pending else chunk)
+                remaining -= len(chunk)
+                if remaining <= 0:
+                    self._sent = True  # all of it: the connection may be reused once answered
+            pending = b""
             if self._writing_paused:
                 await self._drain()
         if self._answered():
             return
-        if chunked:
-            transport.write(b"0\r\n\r\n")
+        transport.write(pending + b"0\r\n\r\n" if remaining is None else pending)
         self._sent = True
 
 
@@ -422,9 +452,9 @@ class HttpClient:
             try:
                 return await connection.send(method, head, body, length)
             except ConnectionBroken:
-                if not isinstance(body, bytes):
+                if not isinstance(body, bytes) or method not in _REPLAYABLE:
                     raise
-                # a stale keep-alive connection: try once more on a fresh one
+                # a stale keep-alive connection: try once more on a fresh one (as Go's net/http does)
         connection = await self._connect(key)
         return await connection.send(method, head, body, length)
 

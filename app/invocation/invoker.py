@@ -6,7 +6,9 @@
                          set; that sidecar delivers to its app
     URL / HTTPEndpoint -> the external service
 
-Bodies stream both ways. Resiliency (``targets.apps.<id>``) wraps every attempt; see
+Bodies stream both ways. The local app and other sidecars are reached over plain HTTP/1.1 with the lean
+keep-alive client of ``app.http_client``; HTTPEndpoints and URLs (possibly https, redirects followed)
+with httpx. Resiliency (``targets.apps.<id>``) wraps every attempt; see
 ``building_blocks.invocation.policy``. Failures become ``InvocationFailed`` (500 ``ERR_DIRECT_INVOKE``).
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 
 import httpx
 from starlette.requests import Request
@@ -23,6 +25,7 @@ from starlette.responses import Response
 from app.app_channel import AppChannel, no_cookies
 from app.app_health import AppHealth
 from app.errors import error_response
+from app.http_client import ConnectError, ConnectTimeout, HttpClient, HttpClientError, request_target
 from app.invocation.body import RequestBody
 from app.invocation.headers import (
     CALLEE,
@@ -33,7 +36,7 @@ from app.invocation.headers import (
     forwardable,
     trace_parent,
 )
-from app.invocation.relay import Relay
+from app.invocation.relay import ExternalResponse, Relay, Upstream
 from app.settings import Settings
 from building_blocks.errors import InvocationFailed, LayottoError
 from building_blocks.invocation.endpoints import HttpEndpoint
@@ -48,20 +51,20 @@ __all__ = ("Invoker",)
 
 log = logging.getLogger("layotto.invocation")
 #: No overall deadline (Dapr imposes none); connecting must not hang, though.
-TIMEOUTS = {"connect": 5.0, "read": None, "write": None, "pool": None}
+CONNECT_TIMEOUT = 5.0
+TIMEOUTS = {"connect": CONNECT_TIMEOUT, "read": None, "write": None, "pool": None}
 MISROUTED = "layotto-misrouted"
-Send = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
 
 def _go_op(verb: str) -> str:
     return verb[:1] + verb[1:].lower()
 
 
-def _transport_reason(exc: httpx.HTTPError, address: str) -> str:
+def _transport_reason(exc: httpx.HTTPError | HttpClientError, address: str) -> str:
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectTimeout):
+    if isinstance(exc, httpx.ConnectTimeout | ConnectTimeout):
         return f"dial tcp {address}: i/o timeout"
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, httpx.ConnectError | ConnectError):
         refused = "refused" in text.lower() or "all connection attempts failed" in text.lower()
         return f"dial tcp {address}: connect: {'connection refused' if refused else text}"
     return text
@@ -92,7 +95,7 @@ class Invoker:
         self.hostname = socket.gethostname()
         self._breakers: dict[str, CircuitBreaker] = {}
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        self._peers = httpx.AsyncClient(trust_env=False, cookies=no_cookies(), limits=limits)
+        self._peers = HttpClient(connect_timeout=CONNECT_TIMEOUT)
         self._external = httpx.AsyncClient(trust_env=False, cookies=no_cookies(), limits=limits, follow_redirects=True)
 
     async def start(self) -> None:
@@ -151,7 +154,7 @@ class Invoker:
 
     def _attempt(
         self, target: Target, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody, internal: bool
-    ) -> Callable[[], Awaitable[httpx.Response]]:
+    ) -> Callable[[], Awaitable[Upstream]]:
         trace = [(b"traceparent", trace_parent(headers))]
         if target.kind is TargetKind.LOCAL:
             identity = [] if internal else self._identity(self.app_id)
@@ -192,7 +195,7 @@ class Invoker:
         return httpx.Request(verb, url, headers=headers, content=content, extensions={"timeout": TIMEOUTS})
 
     @staticmethod
-    async def _classify(response: httpx.Response, body: RequestBody) -> httpx.Response:
+    async def _classify(response: Upstream, body: RequestBody) -> Upstream:
         """2xx/3xx pass; an error answer is a failed attempt, buffered when the request may be retried."""
         status = response.status_code
         if 200 <= status < 400:
@@ -206,55 +209,58 @@ class Invoker:
             await response.aclose()
         raise AttemptFailed(reason, status=status, result=response)
 
-    async def _call(self, send: Send, verb: str, url: httpx.URL, headers: Headers, body: RequestBody) -> httpx.Response:
+    @staticmethod
+    def _failed(verb: str, url: object, exc: httpx.HTTPError | HttpClientError, address: str) -> AttemptFailed:
         """Local app or external service: transport errors are reported as Go's ``url.Error`` would."""
-        try:
-            response = await send(self._request(verb, url, headers, body))
-        except httpx.HTTPError as exc:
-            address = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
-            raise AttemptFailed(f'{_go_op(verb)} "{url}": {_transport_reason(exc, address)}') from None
-        return await self._classify(response, body)
+        return AttemptFailed(f'{_go_op(verb)} "{url}": {_transport_reason(exc, address)}')
 
-    async def _local(self, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody) -> httpx.Response:
+    async def _local(self, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody) -> Upstream:
         channel = self.channel
         if channel is None:
             raise AttemptFailed("cannot invoke local endpoint: app channel not initialized", permanent=True)
         if self.health is not None and not self.health.healthy:
             raise AttemptFailed("rpc error: code = Internal desc = app is not in a healthy state")
-        return await self._call(channel.send, verb, channel.url(method, query), headers, body)
+        target = channel.target(method, query)
+        content: bytes | AsyncIterable[bytes] = body.content()
+        try:
+            response = await channel.send(verb, target, headers, content, body.length)
+        except HttpClientError as exc:
+            raise self._failed(verb, channel.url(target), exc, f"{channel.address}:{channel.port}") from None
+        return await self._classify(response, body)
 
     async def _external_call(
         self, target: Target, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody
-    ) -> httpx.Response:
+    ) -> Upstream:
         base = httpx.URL(target.base_url)
         url = base.copy_with(path=base.path.rstrip("/") + "/" + method, query=query or None)
-        return await self._call(self._send_external, verb, url, headers, body)
-
-    async def _send_external(self, request: httpx.Request) -> httpx.Response:
-        return await self._external.send(request, stream=True)
+        try:
+            response = await self._external.send(self._request(verb, url, headers, body), stream=True)
+        except httpx.HTTPError as exc:
+            address = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+            raise self._failed(verb, url, exc, address) from None
+        return await self._classify(ExternalResponse(response), body)
 
     async def _remote(
         self, target: Target, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody
-    ) -> httpx.Response:
+    ) -> Upstream:
         try:
             candidates = await self.directory.candidates(target.app_id, target.namespace)
         except LayottoError as exc:
             raise AttemptFailed(str(exc)) from None
-        path = f"/v1.0/invoke/{target.app_id}/method/{method}"
+        path = request_target(f"/v1.0/invoke/{target.app_id}/method/{method}", query)
         reason = ""
         for address in candidates:
             host, port = split_address(address)
-            url = httpx.URL(scheme="http", host=host, port=port, path=path, query=query)
             try:
-                response = await self._peers.send(self._request(verb, url, headers, body), stream=True)
-            except httpx.HTTPError as exc:
+                response = await self._peers.request(verb, host, port, path, headers, body.content(), body.length)
+            except HttpClientError as exc:
                 self.directory.failed(address)
                 reason = f"connection error: {_transport_reason(exc, address)}"
                 log.info("sidecar of %s at %s failed: %s", target.app_id, address, reason)
-                if isinstance(exc, httpx.ConnectError) and body.replayable:
+                if isinstance(exc, ConnectError) and body.replayable:
                     continue  # nothing was sent: try the next instance now
                 raise AttemptFailed(reason, unavailable=True) from None
-            if response.headers.get(MISROUTED):
+            if response.header(MISROUTED):
                 await response.aclose()
                 self.directory.failed(address)
                 reason = f"the sidecar at {address} no longer serves {target.app_id}"

@@ -1,5 +1,8 @@
 """The response of an invocation, relayed to the caller as it arrives (or from a buffered error answer).
 
+An answer that has arrived whole by the time it is relayed (the usual small one) goes back in one piece,
+with its ``Content-Length``; a streamed one goes back chunked as it arrives.
+
 While the body streams, the caller's connection is watched: when the caller goes away, the relay stops
 and the upstream connection is closed instead of being read to its end.
 """
@@ -9,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 import httpx
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.invocation.headers import response_headers
+from app.http_client import HttpClientError
+from app.invocation.headers import Headers, response_headers
 
-__all__ = ("Relay",)
+__all__ = ("ExternalResponse", "Relay", "Upstream")
 
 log = logging.getLogger("layotto.invocation")
 
@@ -27,19 +33,87 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
+class Upstream(Protocol):
+    """A target's answer: ``app.http_client.Response``, or an external service's (``ExternalResponse``)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def raw_headers(self) -> Headers: ...
+
+    @property
+    def is_stream_consumed(self) -> bool: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    def header(self, name: str) -> str | None: ...
+
+    def ready_body(self) -> bytes | None: ...
+
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+
+    async def aread(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ExternalResponse:
+    """An httpx answer (HTTPEndpoints and URLs) seen as an ``Upstream``."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.status_code = response.status_code
+        self.raw_headers: Headers = list(response.headers.raw)
+
+    @property
+    def is_stream_consumed(self) -> bool:
+        return self.response.is_stream_consumed
+
+    @property
+    def content(self) -> bytes:
+        return self.response.content
+
+    def header(self, name: str) -> str | None:
+        value: str | None = self.response.headers.get(name)
+        return value
+
+    def ready_body(self) -> bytes | None:
+        return None
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        return self.response.aiter_raw()
+
+    async def aread(self) -> bytes:
+        return await self.response.aread()
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
 class Relay(Response):
     """Status, headers and body of ``upstream``; the body is streamed unless it was read already."""
 
-    def __init__(self, upstream: httpx.Response) -> None:
+    def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
         self.status_code = upstream.status_code
         self.background: BackgroundTask | None = None
-        self.raw_headers = response_headers(upstream.headers.raw)
+        self.raw_headers = response_headers(upstream.raw_headers)
         self._buffered = upstream.is_stream_consumed
         if self._buffered:
             self.raw_headers.append((b"content-length", str(len(upstream.content)).encode()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._buffered:
+            ready = self.upstream.ready_body()
+            if ready is not None:  # the whole answer is here already: no streaming, no watcher
+                status = self.status_code
+                if status >= 200 and status not in (204, 304) and scope.get("method") != "HEAD":
+                    self.raw_headers.append((b"content-length", str(len(ready)).encode()))
+                await send({"type": "http.response.start", "status": status, "headers": self.raw_headers})
+                await send({"type": "http.response.body", "body": ready})
+                return
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         if self._buffered:
             await send({"type": "http.response.body", "body": self.upstream.content})
@@ -52,7 +126,7 @@ class Relay(Response):
                     return
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, HttpClientError) as exc:
             log.warning("invocation response stream broke off: %s", exc)
             raise
         finally:

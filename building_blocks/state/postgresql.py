@@ -17,17 +17,16 @@ import asyncio
 import base64
 import contextlib
 import logging
-import os
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import orjson
 
-from building_blocks._common.postgresql import DRIVER_ERRORS, parse_connection_string, table_name
+from building_blocks._common.postgresql import PostgreSQLPool
 from building_blocks.component import ComponentContext, Metadata
-from building_blocks.errors import ComponentError, ETagInvalid, ETagMismatch, SpecError
+from building_blocks.errors import ComponentError, ETagInvalid, ETagMismatch
 from building_blocks.state import query as q
 from building_blocks.state.base import (
     BulkGetItem,
@@ -101,41 +100,18 @@ class PostgreSQLStateStore(StateStore):
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
-        self._connect = parse_connection_string(
-            metadata.text("connectionString", required=True), f"{metadata.where}: metadata 'connectionString'"
-        )
-        self._table = table_name(metadata.text("tableName", "state"), metadata.where)
+        self._db = PostgreSQLPool(metadata, name, "state")
+        self._table = self._db.table
         self._sql = _SQL(self._table)
-        self._timeout = metadata.duration("timeout", 20.0)
-        self._max_conns = metadata.integer("maxConns", max(4, os.cpu_count() or 1))
         self._cleanup_interval = metadata.duration("cleanupInterval", 3600.0)
-        if self._timeout <= 0:
-            raise SpecError(f"{metadata.where}: metadata 'timeout' must be positive")
-        if self._max_conns < 1:
-            raise SpecError(f"{metadata.where}: metadata 'maxConns' must be at least 1")
-        self._pool: asyncpg.Pool | None = None
         self._cleanup: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def init(self) -> None:
-        c = self._connect
-        with self._errors("connecting"):
-            self._pool = await c.create_pool(self._max_conns, self._timeout)
-        try:
-            await self._create_table()
-        except BaseException:
-            await self.close()
-            raise
+        await self._db.open(self._sql.create)
         if self._cleanup_interval > 0:
             self._cleanup = asyncio.create_task(self._cleanup_loop(), name=f"{self.name}-cleanup")
-
-    async def _create_table(self) -> None:
-        # The advisory lock keeps two sidecars starting together from racing on CREATE TABLE.
-        async with self._connection("creating the table") as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"layotto-state:{self._table}")
-            if await conn.fetchval("SELECT to_regclass($1) IS NULL", self._table):
-                await conn.execute(self._sql.create)
 
     async def close(self) -> None:
         task, self._cleanup = self._cleanup, None
@@ -143,63 +119,43 @@ class PostgreSQLStateStore(StateStore):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            try:
-                await asyncio.wait_for(pool.close(), self._timeout)
-            except DRIVER_ERRORS:  # TimeoutError included
-                pool.terminate()
+        await self._db.close()
 
     async def ping(self) -> None:
-        async with self._connection("ping") as conn:
+        async with self._db.connection("ping") as conn:
             await conn.fetchval("SELECT 1")
 
     async def _cleanup_loop(self) -> None:
         while True:
             await asyncio.sleep(self._cleanup_interval)
             try:
-                async with self._connection("deleting expired rows") as conn:
+                async with self._db.connection("deleting expired rows") as conn:
                     await conn.execute(self._sql.delete_expired)
             except ComponentError as exc:
                 _log.warning("%s: %s", self.name, exc)
 
-    @contextlib.contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except DRIVER_ERRORS as exc:
-            raise ComponentError(f"{self.name}: {action}: {exc}") from exc
-
-    @contextlib.asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
-        if self._pool is None:
-            raise ComponentError(f"{self.name}: not initialised")
-        with self._errors(action):
-            async with self._pool.acquire(timeout=self._timeout) as conn:
-                yield conn
-
     # -- items -------------------------------------------------------------------------------------
 
     async def get(self, request: GetRequest) -> GetResponse | None:
-        async with self._connection("get") as conn:
+        async with self._db.connection("get") as conn:
             row = await conn.fetchrow(self._sql.get, request.key)
         return None if row is None else _response(row)
 
     async def bulk_get(self, requests: Sequence[GetRequest]) -> list[BulkGetItem]:
         keys = [r.key for r in requests]
-        async with self._connection("bulk get") as conn:
+        async with self._db.connection("bulk get") as conn:
             rows = await conn.fetch(self._sql.bulk_get, list(set(keys)))
         found = {row[0]: _response(row) for row in rows}
         return [BulkGetItem(key, found.get(key)) for key in keys]
 
     async def set(self, request: SetRequest) -> None:
         etag = _xid(request.etag)
-        async with self._connection("set") as conn:
+        async with self._db.connection("set") as conn:
             await self._write(conn, request, etag, request.first_write)
 
     async def delete(self, request: DeleteRequest) -> None:
         etag = _xid(request.etag)
-        async with self._connection("delete") as conn:
+        async with self._db.connection("delete") as conn:
             await self._write(conn, request, etag, False)
 
     async def transact(self, request: TransactionRequest) -> None:
@@ -217,7 +173,7 @@ class PostgreSQLStateStore(StateStore):
             else:
                 plan.append((operation, None, False))
             staged[operation.key] = isinstance(operation, SetRequest)
-        async with self._connection("transaction") as conn, conn.transaction():
+        async with self._db.connection("transaction") as conn, conn.transaction():
             for operation, etag, first_write in plan:
                 await self._write(conn, operation, etag, first_write)
 
@@ -253,7 +209,7 @@ class PostgreSQLStateStore(StateStore):
     async def query(self, request: QueryRequest) -> QueryResponse:
         parsed: q.Query = request.query
         sql, params = _translate(self._sql.query, parsed, request.key_prefix)
-        async with self._connection("query") as conn:
+        async with self._db.connection("query") as conn:
             rows = await conn.fetch(sql, *params)
         token = ""
         if 0 < parsed.limit < len(rows):

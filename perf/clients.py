@@ -9,7 +9,7 @@ differ only by the hops in front of the very same backend call.
 * SQLite state: Dapr's table (``key, value, is_binary, etag, expiration_time, update_time``). Calls run on one
   worker thread per store, as the sidecar's ``state.sqlite`` does, so only the hops differ.
 * Publishing: ``XADD <topic> * data <payload>``; Kafka: confluent-kafka's ``Producer`` with the sidecar's
-  producer settings (idempotent, ``acks=all``, ``linger.ms=5``), awaiting each delivery report.
+  producer settings (idempotent, ``acks=all``, ``linger.ms=0``), awaiting each delivery report.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class KafkaProducer:
                 "bootstrap.servers": brokers,
                 "enable.idempotence": True,
                 "acks": "all",
-                "linger.ms": 5,
+                "linger.ms": 0,
             }
         )
         self._stop = threading.Event()

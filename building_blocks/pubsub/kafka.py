@@ -5,7 +5,9 @@ Features: BULK_PUBSUB (``bulk_publish`` produces every entry, then awaits every 
 Publishing: one idempotent producer (``enable.idempotence``, ``acks=all``) per component, made in
 ``init()``. ``publish`` hands the message to librdkafka and awaits its delivery report without blocking
 the event loop: a background thread calls ``producer.poll``, whose delivery callback resolves the
-request's future through ``loop.call_soon_threadsafe``. Request metadata ``partitionKey`` (or ``__key``
+request's future through ``loop.call_soon_threadsafe``. ``linger.ms`` is 0, as Dapr's Sarama producer
+sends at once: a message leaves as soon as a request slot is free (what queues meanwhile is batched),
+which takes librdkafka's default 5 ms of batching delay off every publish. Request metadata ``partitionKey`` (or ``__key``
 or ``key``) becomes the record key; every other entry becomes a record header.
 
 Subscribing: each subscription owns a ``Consumer`` of its group (``consumerGroup``, else the request's
@@ -201,7 +203,7 @@ class KafkaPubSub(PubSub):
             "enable.idempotence": acks == "all",
             "acks": acks,
             "compression.type": compression,
-            "linger.ms": 5,
+            "linger.ms": 0,
             "message.timeout.ms": _ms(self._publish_timeout),
         }
         max_bytes = meta.integer("maxMessageBytes", 0)

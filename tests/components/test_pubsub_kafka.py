@@ -355,6 +355,8 @@ def test_metadata_maps_to_librdkafka_settings():
     assert (defaults["session.timeout.ms"], defaults["heartbeat.interval.ms"]) == (6000, 500)
     assert defaults["topic.metadata.refresh.interval.ms"] == 1000
     assert spec(producerRequiredAcks="1")._producer_config["enable.idempotence"] is False
+    assert spec()._producer_config["linger.ms"] == 0  # sent at once, as Dapr's Sarama producer does
+    assert spec(**{"librdkafka.linger.ms": "5"})._producer_config["linger.ms"] == "5"
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """The channel into the local app (``--app-port``): one pooled keep-alive HTTP client (``app.http_client``).
 
 Everything the sidecar sends to the app goes through ``request`` (pub/sub deliveries, configuration updates,
-``/dapr/subscribe``, health probes: the answer read whole, as an ``httpx.Response``; errors as
-``httpx.HTTPError``) or ``send`` (invocations: bodies streamed both ways); both add ``dapr-api-token`` when
+``/dapr/subscribe``, health probes: the answer read whole; errors as ``app.http_client.HttpClientError``)
+or ``send`` (invocations: bodies streamed both ways); both add ``dapr-api-token`` when
 ``APP_API_TOKEN`` is set.
 Dapr reports itself healthy only once the app's port accepts connections; ``wait_until_listening``
 polls it, without busy-looping, until it does.
@@ -14,32 +14,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterable, Mapping
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 
-import httpx
+from app.http_client import HttpClient, ReadTimeout, Response, request_target
 
-from app.http_client import (
-    ConnectError,
-    ConnectTimeout,
-    HttpClient,
-    HttpClientError,
-    ProtocolError,
-    Response,
-    request_target,
-)
-
-__all__ = ("AppChannel", "no_cookies")
+__all__ = ("AppChannel",)
 
 log = logging.getLogger("layotto.app_channel")
 POLL_INTERVAL = 0.05
 DEFAULT_TIMEOUT = 60.0
 #: Invocations have no overall deadline (Dapr imposes none); connecting must not hang, though.
 CONNECT_TIMEOUT = 5.0
-
-
-def no_cookies() -> CookieJar:
-    """A cookie jar that keeps nothing: a sidecar relays ``Set-Cookie``, it never stores it."""
-    return CookieJar(DefaultCookiePolicy(allowed_domains=[]))
 
 
 class AppChannel:
@@ -63,11 +47,9 @@ class AppChannel:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
-    ) -> httpx.Response:
-        """One request to the app, its answer read whole; raises ``httpx.HTTPError`` when it can't be made or times out.
-
-        ``path`` may carry a query (``/path?a=1``). The answer is an ``httpx.Response`` (its body decoded as
-        ``Content-Encoding`` says), but the exchange goes through the lean client (``app.http_client``).
+    ) -> Response:
+        """One request to the app, its answer read whole (``content``); raises ``HttpClientError`` when it can't
+        be made or times out (``ReadTimeout``). ``path`` may carry a query (``/path?a=1``).
         """
         path, _, query = path.partition("?")
         raw = [(name.lower().encode("latin-1"), value.encode()) for name, value in (headers or {}).items()]
@@ -78,20 +60,12 @@ class AppChannel:
                     method, self.address, self.port, target, raw + self._token, content or b""
                 )
                 try:
-                    body = await answer.aread()
+                    await answer.aread()
                 finally:
                     await answer.aclose()
         except TimeoutError:
-            raise httpx.ReadTimeout("timed out") from None
-        except ConnectTimeout as exc:
-            raise httpx.ConnectTimeout(str(exc)) from None
-        except ConnectError as exc:
-            raise httpx.ConnectError(str(exc)) from None
-        except ProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc)) from None
-        except HttpClientError as exc:
-            raise httpx.ReadError(str(exc)) from None
-        return httpx.Response(answer.status_code, headers=answer.raw_headers, content=body)
+            raise ReadTimeout("timed out") from None
+        return answer
 
     @staticmethod
     def target(path: str, query: bytes = b"") -> bytes:

@@ -13,9 +13,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import httpx
-
 from app.app_channel import AppChannel
+from app.http_client import HttpClientError
 
 __all__ = ("AppHealth",)
 
@@ -46,7 +45,7 @@ class AppHealth:
         """One probe: "" when healthy, else the reason."""
         try:
             response = await self.channel.request("GET", self.path, timeout=self.timeout)
-        except httpx.HTTPError as exc:
+        except HttpClientError as exc:
             return f"Network error: {str(exc) or type(exc).__name__}"
         if 200 <= response.status_code < 300:
             return ""

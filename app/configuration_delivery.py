@@ -12,10 +12,10 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import orjson
 
 from app.app_channel import AppChannel
+from app.http_client import HttpClientError
 from building_blocks.configuration.base import ConfigurationItem, ConfigurationUpdate
 from building_blocks.configuration.block import Delivery
 
@@ -54,7 +54,7 @@ def app_delivery(channel: AppChannel) -> Delivery:
             path = f"/configuration/{store}/{quote(key, safe='/')}"
             try:
                 response = await channel.request("POST", path, content=body, headers=_JSON)
-            except httpx.HTTPError as exc:
+            except HttpClientError as exc:
                 log.error("error sending configuration item %s of %s to the app: %s", key, store, exc)
                 continue
             if response.status_code != 200:

@@ -39,6 +39,7 @@ __all__ = (
     "HttpClient",
     "HttpClientError",
     "ProtocolError",
+    "ReadTimeout",
     "Response",
     "request_target",
 )
@@ -83,6 +84,10 @@ class ConnectionBroken(HttpClientError):
 
 class ProtocolError(HttpClientError):
     """The server's answer is not valid HTTP/1.x."""
+
+
+class ReadTimeout(HttpClientError):
+    """The answer did not arrive within the time allowed."""
 
 
 class Response:

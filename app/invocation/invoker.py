@@ -8,8 +8,9 @@
 
 Bodies stream both ways. The local app and other sidecars are reached over plain HTTP/1.1 with the lean
 keep-alive client of ``app.http_client``; HTTPEndpoints and URLs (possibly https, redirects followed)
-with httpx. Resiliency (``targets.apps.<id>``) wraps every attempt; see
-``building_blocks.invocation.policy``. Failures become ``InvocationFailed`` (500 ``ERR_DIRECT_INVOKE``).
+with httpx (``app.invocation.external``, imported on first use). Resiliency (``targets.apps.<id>``) wraps
+every attempt; see ``building_blocks.invocation.policy``. Failures become ``InvocationFailed``
+(500 ``ERR_DIRECT_INVOKE``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.app_channel import AppChannel, no_cookies
+from app.app_channel import AppChannel
 from app.app_health import AppHealth
 from app.errors import error_response
 from app.http_client import ConnectError, ConnectTimeout, HttpClient, HttpClientError, request_target
@@ -36,7 +37,7 @@ from app.invocation.headers import (
     forwardable,
     trace_parent,
 )
-from app.invocation.relay import ExternalResponse, Relay, Upstream
+from app.invocation.relay import Relay, Upstream
 from app.settings import Settings
 from building_blocks.errors import InvocationFailed, LayottoError
 from building_blocks.invocation.endpoints import HttpEndpoint
@@ -47,12 +48,14 @@ from building_blocks.nameresolution.directory import Directory
 from building_blocks.nameresolution.dns import split_address
 from building_blocks.resiliency import NO_POLICY, CircuitBreaker, Resiliency, TargetPolicy
 
+if TYPE_CHECKING:
+    from app.invocation.external import ExternalClient
+
 __all__ = ("Invoker",)
 
 log = logging.getLogger("layotto.invocation")
 #: No overall deadline (Dapr imposes none); connecting must not hang, though.
 CONNECT_TIMEOUT = 5.0
-TIMEOUTS = {"connect": CONNECT_TIMEOUT, "read": None, "write": None, "pool": None}
 MISROUTED = "layotto-misrouted"
 
 
@@ -60,11 +63,11 @@ def _go_op(verb: str) -> str:
     return verb[:1] + verb[1:].lower()
 
 
-def _transport_reason(exc: httpx.HTTPError | HttpClientError, address: str) -> str:
+def _transport_reason(exc: HttpClientError, address: str) -> str:
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectTimeout | ConnectTimeout):
+    if isinstance(exc, ConnectTimeout):
         return f"dial tcp {address}: i/o timeout"
-    if isinstance(exc, httpx.ConnectError | ConnectError):
+    if isinstance(exc, ConnectError):
         refused = "refused" in text.lower() or "all connection attempts failed" in text.lower()
         return f"dial tcp {address}: connect: {'connection refused' if refused else text}"
     return text
@@ -94,9 +97,8 @@ class Invoker:
         )
         self.hostname = socket.gethostname()
         self._breakers: dict[str, CircuitBreaker] = {}
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         self._peers = HttpClient(connect_timeout=CONNECT_TIMEOUT)
-        self._external = httpx.AsyncClient(trust_env=False, cookies=no_cookies(), limits=limits, follow_redirects=True)
+        self._external: ExternalClient | None = None
 
     async def start(self) -> None:
         """Initialise the name resolver, which registers this sidecar when it serves an app."""
@@ -108,7 +110,8 @@ class Invoker:
             await self.resolver.close()
         finally:
             await self._peers.aclose()
-            await self._external.aclose()
+            if self._external is not None:
+                await self._external.aclose()
 
     def _breaker(self, target: str, policy: TargetPolicy) -> CircuitBreaker | None:
         if policy.circuit_breaker is None:
@@ -188,13 +191,6 @@ class Invoker:
         ]
 
     @staticmethod
-    def _request(verb: str, url: httpx.URL, headers: Headers, body: RequestBody) -> httpx.Request:
-        content = body.content()
-        if body.length is not None and not isinstance(content, bytes):
-            headers = [*headers, (b"content-length", str(body.length).encode())]
-        return httpx.Request(verb, url, headers=headers, content=content, extensions={"timeout": TIMEOUTS})
-
-    @staticmethod
     async def _classify(response: Upstream, body: RequestBody) -> Upstream:
         """2xx/3xx pass; an error answer is a failed attempt, buffered when the request may be retried."""
         status = response.status_code
@@ -210,7 +206,7 @@ class Invoker:
         raise AttemptFailed(reason, status=status, result=response)
 
     @staticmethod
-    def _failed(verb: str, url: object, exc: httpx.HTTPError | HttpClientError, address: str) -> AttemptFailed:
+    def _failed(verb: str, url: object, exc: HttpClientError, address: str) -> AttemptFailed:
         """Local app or external service: transport errors are reported as Go's ``url.Error`` would."""
         return AttemptFailed(f'{_go_op(verb)} "{url}": {_transport_reason(exc, address)}')
 
@@ -231,14 +227,17 @@ class Invoker:
     async def _external_call(
         self, target: Target, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody
     ) -> Upstream:
-        base = httpx.URL(target.base_url)
-        url = base.copy_with(path=base.path.rstrip("/") + "/" + method, query=query or None)
+        if self._external is None:
+            from app.invocation.external import ExternalClient
+
+            self._external = ExternalClient()
+        url = self._external.url(target.base_url, method, query)
         try:
-            response = await self._external.send(self._request(verb, url, headers, body), stream=True)
-        except httpx.HTTPError as exc:
+            response = await self._external.send(verb, url, headers, body)
+        except HttpClientError as exc:
             address = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
             raise self._failed(verb, url, exc, address) from None
-        return await self._classify(ExternalResponse(response), body)
+        return await self._classify(response, body)
 
     async def _remote(
         self, target: Target, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody

@@ -15,7 +15,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-import httpx
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -23,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from app.http_client import HttpClientError
 from app.invocation.headers import Headers, response_headers
 
-__all__ = ("ExternalResponse", "Relay", "Upstream")
+__all__ = ("Relay", "Upstream")
 
 log = logging.getLogger("layotto.invocation")
 
@@ -34,7 +33,7 @@ async def _disconnected(receive: Receive) -> None:
 
 
 class Upstream(Protocol):
-    """A target's answer: ``app.http_client.Response``, or an external service's (``ExternalResponse``)."""
+    """A target's answer: ``app.http_client.Response``, or an external service's (``external.ExternalResponse``)."""
 
     @property
     def status_code(self) -> int: ...
@@ -57,39 +56,6 @@ class Upstream(Protocol):
     async def aread(self) -> bytes: ...
 
     async def aclose(self) -> None: ...
-
-
-class ExternalResponse:
-    """An httpx answer (HTTPEndpoints and URLs) seen as an ``Upstream``."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.status_code = response.status_code
-        self.raw_headers: Headers = list(response.headers.raw)
-
-    @property
-    def is_stream_consumed(self) -> bool:
-        return self.response.is_stream_consumed
-
-    @property
-    def content(self) -> bytes:
-        return self.response.content
-
-    def header(self, name: str) -> str | None:
-        value: str | None = self.response.headers.get(name)
-        return value
-
-    def ready_body(self) -> bytes | None:
-        return None
-
-    def aiter_raw(self) -> AsyncIterator[bytes]:
-        return self.response.aiter_raw()
-
-    async def aread(self) -> bytes:
-        return await self.response.aread()
-
-    async def aclose(self) -> None:
-        await self.response.aclose()
 
 
 class Relay(Response):
@@ -126,7 +92,7 @@ class Relay(Response):
                     return
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except (httpx.HTTPError, HttpClientError) as exc:
+        except HttpClientError as exc:
             log.warning("invocation response stream broke off: %s", exc)
             raise
         finally:

@@ -319,6 +319,14 @@ async def test_http_endpoints_and_urls(tmp_path: Path, app: tuple[EchoApp, int])
         assert followed.json()["path"] == "/echo"  # external targets follow redirects, as daprd does
         out_of_scope = await sidecar.client.get("/v1.0/invoke/elsewhere/method/x")
         assert out_of_scope.json()["message"] == "failed to invoke, id: elsewhere, err: no host found with the given ID"
+        closed = free_port()
+        unreachable = await sidecar.client.post(f"/v1.0/invoke/http://127.0.0.1:{closed}/method/x")
+        assert unreachable.status_code == 500
+        assert unreachable.json() == {
+            "errorCode": "ERR_DIRECT_INVOKE",
+            "message": f"failed to invoke, id: http://127.0.0.1:{closed}, err: "
+            f'Post "http://127.0.0.1:{closed}/x": dial tcp 127.0.0.1:{closed}: connect: connection refused',
+        }
 
 
 RESILIENCY = """\

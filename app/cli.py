@@ -20,6 +20,7 @@ from pathlib import Path
 
 import uvicorn
 
+from app.http_server import HttpProtocol
 from app.main import create_app
 from app.runtime import Runtime
 from app.settings import Settings
@@ -138,7 +139,7 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         create_app(settings, runtime),
         host=settings.listen_address,
         port=settings.http_port,
-        http="httptools",
+        http=HttpProtocol,
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,

@@ -5,7 +5,7 @@ differ only by the hops in front of the very same backend call.
 
 * Redis state: keys are hashes ``<appid>||<key>`` with the value in field ``data`` (Dapr's layout); a get is
   ``HGET key data``, a save ``HSET key data <value>`` (what an app does without the sidecar's etag script).
-  redis-py asyncio with hiredis and a ``BlockingConnectionPool`` like the sidecar's.
+  redis-py asyncio with hiredis on the sidecar's own pool (``LeanConnectionPool``), so only the hops differ.
 * SQLite state: Dapr's table (``key, value, is_binary, etag, expiration_time, update_time``). Calls run on one
   worker thread per store, as the sidecar's ``state.sqlite`` does, so only the hops differ.
 * Publishing: ``XADD <topic> * data <payload>``; Kafka: confluent-kafka's ``Producer`` with the sidecar's
@@ -23,7 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
+
+from building_blocks._common.redis import LeanConnectionPool
 
 __all__ = ("KafkaProducer", "SqliteStore", "redis_client", "state_key")
 
@@ -37,7 +39,7 @@ def state_key(app_id: str, key: str) -> str:
 
 def redis_client(address: str, max_connections: int = 20) -> Redis:
     host, _, port = address.rpartition(":")
-    pool = BlockingConnectionPool(host=host or "127.0.0.1", port=int(port or 6379), max_connections=max_connections)
+    pool = LeanConnectionPool(host=host or "127.0.0.1", port=int(port or 6379), max_connections=max_connections)
     return Redis(connection_pool=pool)
 
 

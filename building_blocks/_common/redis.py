@@ -1,4 +1,5 @@
-"""What Dapr's Redis components share: connection settings read from metadata, and error translation.
+"""What Dapr's Redis components share: connection settings read from metadata, a lean connection pool, and
+error translation.
 
 Metadata: ``redisHost`` (required, ``host:port``), ``redisPort`` (6379, when the host has no port),
 ``redisUsername``, ``redisPassword``, ``redisDB`` (0), ``enableTLS`` (false),
@@ -8,24 +9,35 @@ Metadata: ``redisHost`` (required, ``host:port``), ``redisPort`` (6379, when the
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
-from redis.asyncio import SSLConnection
+from redis.asyncio import Connection, ConnectionPool, Redis, SSLConnection
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError
 
 from building_blocks.component import Metadata
 from building_blocks.errors import ComponentError
 
-__all__ = ("pool_options", "split_address", "translated")
+__all__ = (
+    "LeanConnection",
+    "LeanConnectionPool",
+    "LeanSSLConnection",
+    "pool_options",
+    "redis_client",
+    "split_address",
+    "translated",
+)
 
 
 def pool_options(meta: Metadata) -> dict[str, Any]:
-    """Keyword arguments of ``redis.asyncio.BlockingConnectionPool`` for the connection metadata."""
+    """Keyword arguments of ``LeanConnectionPool`` for the connection metadata."""
     host, port = split_address(meta.text("redisHost", required=True), meta.integer("redisPort", 6379))
     read_timeout = meta.duration("readTimeout", 3.0)
     retries = meta.integer("redisMaxRetries", meta.integer("maxRetries", 3))
@@ -42,8 +54,111 @@ def pool_options(meta: Metadata) -> dict[str, Any]:
         "timeout": meta.duration("poolTimeout", max(read_timeout, 0) + 1.0),
     }
     if meta.boolean("enableTLS", False):
-        options["connection_class"] = SSLConnection
+        options["connection_class"] = LeanSSLConnection
     return options
+
+
+def _sent_directly(connection: AbstractConnection, command: bytes | str | Iterable[bytes]) -> bool:
+    """Hands ``command`` to the socket's transport when nothing is waiting to be written, so the write cannot
+    block; redis-py's own path runs the write in a new task under ``asyncio.wait_for`` (with a socket timeout)
+    every time, which costs a task and an event-loop turn per command. False: take that path.
+    """
+    writer = connection._writer
+    if writer is None or connection.health_check_interval:
+        return False
+    transport = writer.transport
+    if transport.is_closing() or transport.get_write_buffer_size():
+        return False
+    if isinstance(command, str):
+        command = command.encode()
+    writer.writelines((command,) if isinstance(command, bytes) else command)
+    return True
+
+
+class LeanConnection(Connection):
+    """redis-py's connection; a command goes straight to the socket when its buffer is empty."""
+
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+        if not _sent_directly(self, command):
+            await super().send_packed_command(command, check_health)
+
+
+class LeanSSLConnection(SSLConnection):
+    """``LeanConnection`` over TLS."""
+
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+        if not _sent_directly(self, command):
+            await super().send_packed_command(command, check_health)
+
+
+class LeanConnectionPool(ConnectionPool):
+    """redis-py's pool, blocking like its ``BlockingConnectionPool`` (at most ``max_connections``, a caller
+    waits up to ``timeout`` seconds for one), without its per-command locks, condition waits and bookkeeping,
+    which cost more CPU than the command itself. A connection is checked (connected, nothing unread) each
+    time it is handed out, as redis-py does.
+    """
+
+    def __init__(self, *, timeout: float = 20.0, **options: Any) -> None:
+        options.setdefault("connection_class", LeanConnection)
+        super().__init__(**options)
+        self.timeout = timeout
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> AbstractConnection:
+        while True:
+            if self._available_connections:
+                connection = self._available_connections.pop()
+                break
+            if len(self._in_use_connections) < self.max_connections:
+                connection = self.make_connection()  # type: ignore[no-untyped-call]
+                break
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await waiter
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken but leaving: the turn goes to the next in line
+                else:
+                    self._discard(waiter)
+                if isinstance(exc, TimeoutError):
+                    raise ConnectionError("No connection available.") from None
+                raise
+        self._in_use_connections.add(connection)
+        try:
+            if not connection.is_connected:
+                await connection.connect()  # type: ignore[no-untyped-call]
+            elif await connection.can_read():  # unread data or closed by the server: start afresh
+                await connection.disconnect()
+                await connection.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        self._in_use_connections.discard(connection)
+        if connection.should_reconnect():  # type: ignore[no-untyped-call]
+            await connection.disconnect()
+        self._available_connections.append(connection)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _discard(self, waiter: asyncio.Future[None]) -> None:
+        with suppress(ValueError):
+            self._waiters.remove(waiter)
+
+
+def redis_client(options: dict[str, Any]) -> Redis:
+    """A Redis client on a ``LeanConnectionPool`` made of ``pool_options``."""
+    return Redis(connection_pool=LeanConnectionPool(**options))
 
 
 def split_address(address: str, default_port: int) -> tuple[str, int]:

@@ -28,12 +28,12 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
-from building_blocks._common.redis import pool_options, translated
+from building_blocks._common.redis import pool_options, redis_client, translated
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.configuration.base import (
     ConfigurationItem,
@@ -119,7 +119,7 @@ class RedisConfigurationStore(ConfigurationStore):
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def init(self) -> None:
-        self._client = Redis(connection_pool=BlockingConnectionPool(**self._pool_options))
+        self._client = redis_client(self._pool_options)
         self._save_script = self._client.register_script(_SAVE)
         await self.ping()
 

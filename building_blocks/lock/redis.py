@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from building_blocks._common.redis import pool_options, translated
+from building_blocks._common.redis import pool_options, redis_client, translated
 from building_blocks.errors import ComponentError
 from building_blocks.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
 
@@ -56,7 +56,7 @@ class RedisLockStore(LockStore):
         self._client: Redis | None = None
 
     async def init(self) -> None:
-        self._client = Redis(connection_pool=BlockingConnectionPool(**self._pool_options))
+        self._client = redis_client(self._pool_options)
         self._unlock = self._client.register_script(_UNLOCK)
         self._renew = self._client.register_script(_RENEW)
         await self.ping()

@@ -7,8 +7,9 @@ Publishing: one idempotent producer (``enable.idempotence``, ``acks=all``) per c
 the event loop: a background thread calls ``producer.poll``, whose delivery callback resolves the
 request's future through ``loop.call_soon_threadsafe``. ``linger.ms`` is 0, as Dapr's Sarama producer
 sends at once: a message leaves as soon as a request slot is free (what queues meanwhile is batched),
-which takes librdkafka's default 5 ms of batching delay off every publish. Request metadata ``partitionKey`` (or ``__key``
-or ``key``) becomes the record key; every other entry becomes a record header.
+which takes librdkafka's default 5 ms of batching delay off every publish. Request metadata
+``partitionKey`` (or ``__key`` or ``key``) becomes the record key; every other entry becomes a record
+header.
 
 Subscribing: each subscription owns a ``Consumer`` of its group (``consumerGroup``, else the request's
 group) with ``enable.auto.commit=false``, on a topic created first if missing (``partitions``

@@ -41,11 +41,11 @@ from functools import partial
 from typing import Any, cast
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
-from building_blocks._common.redis import pool_options, translated
+from building_blocks._common.redis import pool_options, redis_client, translated
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, SpecError
 from building_blocks.pubsub.base import Handler, Message, PublishRequest, PubSub, SubscribeRequest, Subscription
@@ -108,7 +108,7 @@ class _StreamSubscription(Subscription):
         """Create the group if needed (``ComponentError`` on failure), then start the loop."""
         with translated():
             await self._create_group()
-        self._reader = Redis(connection_pool=BlockingConnectionPool(**self._reading.reader_pool))
+        self._reader = redis_client(self._reading.reader_pool)
         self._loop = asyncio.create_task(self._run(), name=f"pubsub.redis {self._topic} {self._consumer}")
 
     async def close(self) -> None:
@@ -266,7 +266,7 @@ class RedisPubSub(PubSub):
         self._subscriptions: set[_StreamSubscription] = set()
 
     async def init(self) -> None:
-        self._client = Redis(connection_pool=BlockingConnectionPool(**self._pool_options))
+        self._client = redis_client(self._pool_options)
         await self.ping()
 
     async def close(self) -> None:

@@ -17,10 +17,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from building_blocks._common.redis import translated
+from building_blocks._common.redis import redis_client, translated
 from building_blocks._common.sqlite import SQLiteDatabase, write
 from building_blocks.component import Metadata
 from building_blocks.errors import ComponentError
@@ -129,7 +129,7 @@ class RedisWorkerLease(WorkerLease):
         self._client: Redis | None = None
 
     async def open(self) -> None:
-        self._client = Redis(connection_pool=BlockingConnectionPool(**self._pool_options))
+        self._client = redis_client(self._pool_options)
         self._acquire = self._client.register_script(_ACQUIRE)
         self._renew = self._client.register_script(_RENEW)
         self._release = self._client.register_script(_RELEASE)

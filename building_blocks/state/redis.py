@@ -20,11 +20,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
-from building_blocks._common.redis import pool_options
+from building_blocks._common.redis import pool_options, redis_client
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, ETagMismatch
 from building_blocks.state.base import (
@@ -110,7 +110,7 @@ class RedisStateStore(StateStore):
         self._client: Redis | None = None
 
     async def init(self) -> None:
-        self._client = Redis(connection_pool=BlockingConnectionPool(**self._pool_options))
+        self._client = redis_client(self._pool_options)
         self._read = self._client.register_script(_READ)
         self._write = self._client.register_script(_WRITE)
         await self.ping()

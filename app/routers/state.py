@@ -9,13 +9,14 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.http import json_body, json_response, query_metadata, raw_json, runtime_of
+from app.http import json_body, json_response, query_metadata, raw_json, raw_response, runtime_of
 from building_blocks.state.base import GetResponse
 
 __all__ = ("router",)
 
 router = APIRouter(tags=["state"])
 NO_CONTENT = 204
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 def _expire_time(expires_at: float) -> str:
@@ -28,17 +29,15 @@ def _item_metadata(item: GetResponse) -> dict[str, str]:
 
 @router.get("/v1.0/state/{store_name}/{key:path}")
 async def get_state(request: Request, store_name: str, key: str) -> Response:
-    item = await runtime_of(request).state.get(
-        store_name, key, request.query_params.get("consistency", ""), query_metadata(request)
-    )
+    consistency = request.query_params.get("consistency", "") if request.scope["query_string"] else ""
+    item = await runtime_of(request).state.get(store_name, key, consistency, query_metadata(request))
     if item is None:
-        return Response(status_code=NO_CONTENT)
-    headers = {}
-    if item.etag is not None:
-        headers["etag"] = item.etag
+        return raw_response(NO_CONTENT, b"", [])
+    headers = [(b"etag", item.etag.encode())] if item.etag is not None else []
     if item.expires_at is not None:
-        headers["metadata.ttlExpireTime"] = _expire_time(item.expires_at)
-    return Response(item.value, headers=headers, media_type="application/json")
+        headers.append((b"metadata.ttlexpiretime", _expire_time(item.expires_at).encode()))
+    headers += ((b"content-length", str(len(item.value)).encode()), _JSON_TYPE)
+    return raw_response(200, item.value, headers)
 
 
 @router.api_route("/v1.0/state/{store_name}", methods=["POST", "PUT"])

@@ -10,9 +10,10 @@ Metadata: ``redisHost`` (required, ``host:port``), ``redisPort`` (6379, when the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -20,7 +21,7 @@ from redis.asyncio import Connection, ConnectionPool, Redis, SSLConnection
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError, RedisError
+from redis.exceptions import ConnectionError, NoScriptError, RedisError
 
 from building_blocks.component import Metadata
 from building_blocks.errors import ComponentError
@@ -29,6 +30,7 @@ __all__ = (
     "LeanConnection",
     "LeanConnectionPool",
     "LeanSSLConnection",
+    "Script",
     "pool_options",
     "redis_client",
     "split_address",
@@ -154,6 +156,25 @@ class LeanConnectionPool(ConnectionPool):
     def _discard(self, waiter: asyncio.Future[None]) -> None:
         with suppress(ValueError):
             self._waiters.remove(waiter)
+
+
+class Script:
+    """A Lua script run with ``EVALSHA``, loaded on the server the first time it is missing there: redis-py's
+    ``register_script`` without its per-call imports, type checks and copies."""
+
+    __slots__ = ("client", "sha", "source")
+
+    def __init__(self, client: Redis, source: str) -> None:
+        self.client = client
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, keys: Sequence[str | bytes], args: Sequence[str | bytes | int | float] = ()) -> Any:
+        try:
+            return await self.client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            await self.client.script_load(self.source)
+            return await self.client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
 
 def redis_client(options: dict[str, Any]) -> Redis:

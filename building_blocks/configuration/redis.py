@@ -30,10 +30,9 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
-from building_blocks._common.redis import pool_options, redis_client, translated
+from building_blocks._common.redis import Script, pool_options, redis_client, translated
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.configuration.base import (
     ConfigurationItem,
@@ -91,7 +90,7 @@ def _needed_flags(current: str) -> str:
 class RedisConfigurationStore(ConfigurationStore):
     """One connection pool for reads and writes, one pub/sub connection for every subscription."""
 
-    _save_script: AsyncScript
+    _save_script: Script
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
@@ -120,7 +119,7 @@ class RedisConfigurationStore(ConfigurationStore):
 
     async def init(self) -> None:
         self._client = redis_client(self._pool_options)
-        self._save_script = self._client.register_script(_SAVE)
+        self._save_script = Script(self._client, _SAVE)
         await self.ping()
 
     async def close(self) -> None:

@@ -17,9 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
-from building_blocks._common.redis import pool_options, redis_client, translated
+from building_blocks._common.redis import Script, pool_options, redis_client, translated
 from building_blocks.errors import ComponentError
 from building_blocks.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
 
@@ -47,8 +46,8 @@ return 0
 class RedisLockStore(LockStore):
     """One connection pool; try_lock is one SET, unlock and renew one EVALSHA each."""
 
-    _unlock: AsyncScript
-    _renew: AsyncScript
+    _unlock: Script
+    _renew: Script
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,8 +56,8 @@ class RedisLockStore(LockStore):
 
     async def init(self) -> None:
         self._client = redis_client(self._pool_options)
-        self._unlock = self._client.register_script(_UNLOCK)
-        self._renew = self._client.register_script(_RENEW)
+        self._unlock = Script(self._client, _UNLOCK)
+        self._renew = Script(self._client, _RENEW)
         await self.ping()
 
     async def close(self) -> None:

@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
-from building_blocks._common.redis import pool_options, redis_client, translated
+from building_blocks._common.redis import Script, pool_options, redis_client, translated
 from building_blocks.errors import ComponentError
 from building_blocks.sequencer.base import CounterSequencer
 
@@ -32,7 +31,7 @@ return 1
 
 
 class RedisSequencer(CounterSequencer):
-    _raise: AsyncScript
+    _raise: Script
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -41,7 +40,7 @@ class RedisSequencer(CounterSequencer):
 
     async def init(self) -> None:
         self._client = redis_client(self._pool_options)
-        self._raise = self._client.register_script(_RAISE)
+        self._raise = Script(self._client, _RAISE)
         await self.ping()
         await self.apply_floors()
 

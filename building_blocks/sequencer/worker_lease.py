@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
-from building_blocks._common.redis import redis_client, translated
+from building_blocks._common.redis import Script, redis_client, translated
 from building_blocks._common.sqlite import SQLiteDatabase, write
 from building_blocks.component import Metadata
 from building_blocks.errors import ComponentError
@@ -115,9 +114,9 @@ return 1
 class RedisWorkerLease(WorkerLease):
     """Keys ``<namespace>||worker||<id>`` (the lease, with a TTL) and the hash ``<namespace>||until``."""
 
-    _acquire: AsyncScript
-    _renew: AsyncScript
-    _release: AsyncScript
+    _acquire: Script
+    _renew: Script
+    _release: Script
 
     def __init__(self, pool_options: dict[str, Any], namespace: str, ttl: float) -> None:
         self._pool_options = pool_options
@@ -130,9 +129,9 @@ class RedisWorkerLease(WorkerLease):
 
     async def open(self) -> None:
         self._client = redis_client(self._pool_options)
-        self._acquire = self._client.register_script(_ACQUIRE)
-        self._renew = self._client.register_script(_RENEW)
-        self._release = self._client.register_script(_RELEASE)
+        self._acquire = Script(self._client, _ACQUIRE)
+        self._renew = Script(self._client, _RENEW)
+        self._release = Script(self._client, _RELEASE)
         with translated():
             await self._client.ping()
 

@@ -21,10 +21,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
-from building_blocks._common.redis import pool_options, redis_client
+from building_blocks._common.redis import Script, pool_options, redis_client
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, ETagMismatch
 from building_blocks.state.base import (
@@ -99,8 +98,8 @@ class RedisStateStore(StateStore):
 
     features = frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL})
 
-    _read: AsyncScript
-    _write: AsyncScript
+    _read: Script
+    _write: Script
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
@@ -111,8 +110,8 @@ class RedisStateStore(StateStore):
 
     async def init(self) -> None:
         self._client = redis_client(self._pool_options)
-        self._read = self._client.register_script(_READ)
-        self._write = self._client.register_script(_WRITE)
+        self._read = Script(self._client, _READ)
+        self._write = Script(self._client, _WRITE)
         await self.ping()
 
     async def close(self) -> None:

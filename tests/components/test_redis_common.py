@@ -1,5 +1,6 @@
-"""``LeanConnectionPool``, the pool of every Redis component, against the real Redis: bounded, blocking with a
-timeout, fair to waiters, and never handing out a connection with something unread on it."""
+"""What every Redis component shares, against the real Redis: ``LeanConnectionPool`` (bounded, blocking with a
+timeout, fair to waiters, never handing out a connection with something unread on it), ``LeanConnection``'s
+direct writes, and ``Script`` (EVALSHA, loaded again when the server forgot it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError
 
-from building_blocks._common.redis import LeanConnection, LeanConnectionPool, redis_client
+from building_blocks._common.redis import LeanConnection, LeanConnectionPool, Script, redis_client
 from tests.services import require_redis
 
 pytestmark = pytest.mark.redis
@@ -98,3 +99,17 @@ async def test_commands_go_straight_to_the_socket_and_big_ones_still_arrive_whol
     finally:
         await client.delete(key, f"{key}-small")
         await client.aclose(close_connection_pool=True)
+
+
+async def test_a_script_runs_by_its_sha_and_is_loaded_again_when_the_server_forgot_it(pool: LeanConnectionPool) -> None:
+    client = Redis(connection_pool=pool)
+    key = f"pool-{uuid4()}"
+    script = Script(client, "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    try:
+        assert await script(keys=[key], args=[2]) == 2
+        await client.script_flush()
+        assert (await client.script_exists(script.sha)) == [False]
+        assert await script(keys=[key], args=[3]) == 5
+        assert (await client.script_exists(script.sha)) == [True]
+    finally:
+        await client.delete(key)

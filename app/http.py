@@ -14,7 +14,15 @@ from building_blocks.errors import InvalidRequest
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
-__all__ = ("EMPTY", "json_body", "json_response", "query_metadata", "raw_response", "runtime_of")
+__all__ = (
+    "EMPTY",
+    "json_body",
+    "json_response",
+    "metadata_from_query",
+    "query_metadata",
+    "raw_response",
+    "runtime_of",
+)
 
 EMPTY: dict[str, str] = {}
 
@@ -26,7 +34,11 @@ def runtime_of(request: Request) -> Runtime:
 
 def query_metadata(request: Request) -> dict[str, str]:
     """``metadata.<name>`` query parameters, prefix removed; the first value of a name wins."""
-    raw: bytes = request.scope["query_string"]
+    return metadata_from_query(request.scope["query_string"])
+
+
+def metadata_from_query(raw: bytes) -> dict[str, str]:
+    """``query_metadata`` of a raw query string."""
     if b"metadata." not in raw:
         return EMPTY
     metadata: dict[str, str] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ("SidecarMiddleware",)
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Scope, Receive], Awaitable[Response]]
 
 _TOKEN_EXEMPT = ("/v1.0/healthz", "/v1.0/healthz/outbound")
 _UNGATED_PREFIXES = ("/v1.0/healthz", "/v1.0/metadata", "/actuator/", "/v1.0/shutdown")
@@ -49,24 +50,24 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _hot_route(method: str, path: str) -> Endpoint | None:
-    """The endpoint of a hot route, bound to its path parameters, or None for every other request."""
+def _hot_route(method: str, path: str, runtime: Runtime) -> Handler | None:
+    """The handler of a hot route, bound to its path parameters, or None for every other request."""
     if path.startswith("/v1.0/state/"):
         store, slash, key = path[12:].partition("/")
         if not store:
             return None
         if method == "GET" and key:
-            return lambda request: state.get_state(request, store, key)
+            return lambda scope, receive: state.read_state(runtime, store, key, scope["query_string"])
         if method in ("POST", "PUT") and not slash:
-            return lambda request: state.save_state(request, store)
+            return lambda scope, receive: state.save_state(Request(scope, receive), store)
         return None
     if path.startswith("/v1.0/publish/") and method in ("POST", "PUT"):
         pubsub, _, topic = path[14:].partition("/")
         if pubsub and topic and pubsub != "bulk":
-            return lambda request: publish.publish(request, pubsub, topic)
+            return lambda scope, receive: publish.publish(Request(scope, receive), pubsub, topic)
         return None
     if path.startswith("/v1.0/invoke/") and "/method/" in path:
-        return invoke.invoke
+        return lambda scope, receive: invoke.invoke(Request(scope, receive))
     return None
 
 
@@ -100,25 +101,22 @@ class SidecarMiddleware:
         if not self.runtime.ready and not path.startswith(_UNGATED_PREFIXES):
             await self.runtime.wait_settled()
         target = self.app
-        if self.framework is not None and (endpoint := _hot_route(scope["method"], path)) is not None:
-            target = self._fast_lane(endpoint)
+        if self.framework is not None and (handler := _hot_route(scope["method"], path, self.runtime)) is not None:
+            target = partial(self._fast_lane, handler)
         if scope["method"] in ("GET", "HEAD", "DELETE"):
             await target(scope, receive, send)
             return
         await self._limited(scope, receive, send, target)
 
-    def _fast_lane(self, endpoint: Endpoint) -> ASGIApp:
-        async def serve(scope: Scope, receive: Receive, send: Send) -> None:
-            scope["app"] = self.framework
-            try:
-                response = await endpoint(Request(scope, receive))
-            except _BodyTooLarge:
-                raise
-            except Exception as exc:
-                response = render_error(exc, self.runtime.settings.app_id)
-            await response(scope, receive, send)
-
-        return serve
+    async def _fast_lane(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self.framework
+        try:
+            response = await handler(scope, receive)
+        except _BodyTooLarge:
+            raise
+        except Exception as exc:
+            response = render_error(exc, self.runtime.settings.app_id)
+        await response(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(413, "ERR_BODY_READ", f"request body exceeds the limit of {self.max_body} bytes")

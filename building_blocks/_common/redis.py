@@ -31,6 +31,7 @@ __all__ = (
     "LeanConnectionPool",
     "LeanSSLConnection",
     "Script",
+    "execute",
     "pool_options",
     "redis_client",
     "split_address",
@@ -171,10 +172,29 @@ class Script:
 
     async def __call__(self, keys: Sequence[str | bytes], args: Sequence[str | bytes | int | float] = ()) -> Any:
         try:
-            return await self.client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            return await execute(self.client, "EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
             await self.client.script_load(self.source)
-            return await self.client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            return await execute(self.client, "EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+async def execute(client: Redis, *args: str | bytes | int | float) -> Any:
+    """``client.execute_command(*args)`` for a command without a reply callback (the raw reply), minus redis-py's
+    per-call bookkeeping: the same pool, and the same retries (the connection's ``Retry``: disconnect, back
+    off, send again)."""
+    pool = client.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        return await connection.retry.call_with_retry(
+            lambda: _round_trip(connection, args), lambda error: connection.disconnect(error=error)
+        )
+    finally:
+        await pool.release(connection)
+
+
+async def _round_trip(connection: AbstractConnection, args: tuple[str | bytes | int | float, ...]) -> Any:
+    await connection.send_packed_command(connection.pack_command(*args))
+    return await connection.read_response()
 
 
 def redis_client(options: dict[str, Any]) -> Redis:

@@ -43,9 +43,8 @@ from typing import Any, cast
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from redis.typing import EncodableT, FieldT
 
-from building_blocks._common.redis import pool_options, redis_client, translated
+from building_blocks._common.redis import execute, pool_options, redis_client, translated
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, SpecError
 from building_blocks.pubsub.base import Handler, Message, PublishRequest, PubSub, SubscribeRequest, Subscription
@@ -280,11 +279,14 @@ class RedisPubSub(PubSub):
             await self._redis().ping()
 
     async def publish(self, request: PublishRequest) -> None:
-        fields: dict[FieldT, EncodableT] = {"data": request.data}
+        args: list[str | bytes | int] = ["XADD", request.topic]
+        if self._max_len is not None:
+            args += ("MAXLEN", "~", self._max_len)
+        args += ("*", "data", request.data)
         if request.metadata:
-            fields["metadata"] = orjson.dumps(dict(request.metadata))
+            args += ("metadata", orjson.dumps(dict(request.metadata)))
         with translated():
-            await self._redis().xadd(request.topic, fields, maxlen=self._max_len, approximate=True)
+            await execute(self._redis(), *args)
 
     async def subscribe(self, request: SubscribeRequest, handler: Handler) -> Subscription:
         group = request.group or self._consumer_id

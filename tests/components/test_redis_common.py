@@ -10,6 +10,8 @@ from uuid import uuid4
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
 
 from building_blocks._common.redis import LeanConnection, LeanConnectionPool, Script, redis_client
@@ -21,7 +23,9 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 async def pool() -> AsyncIterator[LeanConnectionPool]:
     host, _, port = require_redis().partition(":")
-    pool = LeanConnectionPool(host=host, port=int(port or 6379), max_connections=2, timeout=0.3)
+    pool = LeanConnectionPool(
+        host=host, port=int(port or 6379), max_connections=2, timeout=0.3, retry=Retry(NoBackoff(), 1)
+    )
     yield pool
     await pool.disconnect()
 
@@ -111,5 +115,9 @@ async def test_a_script_runs_by_its_sha_and_is_loaded_again_when_the_server_forg
         assert (await client.script_exists(script.sha)) == [False]
         assert await script(keys=[key], args=[3]) == 5
         assert (await client.script_exists(script.sha)) == [True]
+        connection = await pool.get_connection()
+        await pool.release(connection)
+        connection._writer.transport.abort()  # type: ignore[union-attr]  # gone, and the connection can't know yet
+        assert await script(keys=[key], args=[1]) == 6  # the send fails, so it is retried on a new connection
     finally:
         await client.delete(key)

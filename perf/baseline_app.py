@@ -13,6 +13,7 @@ import argparse
 
 import orjson
 
+from building_blocks._common.redis import execute
 from perf.asgi import Receive, Scope, Send, lifespan, read_body, respond, serve
 from perf.clients import SqliteStore, redis_client, state_key
 
@@ -37,14 +38,15 @@ class BaselineApp:
         path: str = scope["path"]
         method: str = scope["method"]
         if path.startswith("/redis/") and method == "GET":
-            found = await self._redis.hget(state_key(self._redis_app_id, path[7:]), "data")
+            found = await execute(self._redis, "HGET", state_key(self._redis_app_id, path[7:]), "data")
             if found is None:
                 await respond(send, 204)
             else:
                 await respond(send, 200, found.encode() if isinstance(found, str) else found)
         elif path == "/redis" and method == "POST":
             for item in orjson.loads(await read_body(receive)):
-                await self._redis.hset(state_key(self._redis_app_id, item["key"]), "data", orjson.dumps(item["value"]))
+                key = state_key(self._redis_app_id, item["key"])
+                await execute(self._redis, "HSET", key, "data", orjson.dumps(item["value"]))
             await respond(send, 204)
         elif path.startswith("/sqlite/") and method == "GET" and self._sqlite is not None:
             value = await self._sqlite.get(state_key(self._sqlite_app_id, path[8:]))

@@ -5,11 +5,13 @@ differ only by the hops in front of the very same backend call.
 
 * Redis state: keys are hashes ``<appid>||<key>`` with the value in field ``data`` (Dapr's layout); a get is
   ``HGET key data``, a save ``HSET key data <value>`` (what an app does without the sidecar's etag script).
-  redis-py asyncio with hiredis on the sidecar's own pool (``LeanConnectionPool``), so only the hops differ.
+  redis-py asyncio with hiredis, on the sidecar's own pool (``LeanConnectionPool``) and command path
+  (``building_blocks._common.redis.execute``), so only the hops differ.
 * SQLite state: Dapr's table (``key, value, is_binary, etag, expiration_time, update_time``). Calls run on one
   worker thread per store, as the sidecar's ``state.sqlite`` does, so only the hops differ.
-* Publishing: ``XADD <topic> * data <payload>``; Kafka: confluent-kafka's ``Producer`` with the sidecar's
-  producer settings (idempotent, ``acks=all``, ``linger.ms=0``), awaiting each delivery report.
+* Publishing: ``XADD <topic> * data <payload>`` (through ``execute`` too); Kafka: confluent-kafka's
+  ``Producer`` with the sidecar's producer settings (idempotent, ``acks=all``, ``linger.ms=0``), awaiting
+  each delivery report.
 """
 
 from __future__ import annotations

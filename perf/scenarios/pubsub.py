@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from building_blocks._common.redis import execute
 from perf.bench import Bench
 from perf.clients import KafkaProducer, redis_client
 from perf.environment import Unavailable
@@ -34,7 +35,7 @@ async def _publish(bench: Bench, kind: str) -> dict[str, Any]:
         client = redis_client(env.redis)
 
         async def call(index: int, scheduled: int) -> None:
-            await client.xadd(topic, {"data": payload})
+            await execute(client, "XADD", topic, "*", "data", payload)
 
         try:
             runs.append(await bench.measure(name, _DIRECT[kind], CallTarget("direct", call)))

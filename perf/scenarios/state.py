@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from building_blocks._common.redis import execute
 from perf.bench import Bench
 from perf.clients import SqliteStore, redis_client, state_key
 from perf.environment import Unavailable
@@ -56,12 +57,12 @@ async def _run(bench: Bench, store: str, operation: str) -> dict[str, Any]:
         if operation == "get":
 
             async def call(index: int, scheduled: int) -> None:
-                if await client.hget(stored_key, "data") is None:
+                if await execute(client, "HGET", stored_key, "data") is None:
                     raise LookupError("missing key")
         else:
 
             async def call(index: int, scheduled: int) -> None:
-                await client.hset(stored_save_key, "data", stored_value)
+                await execute(client, "HSET", stored_save_key, "data", stored_value)
     else:
         sqlite = await SqliteStore(str(env.sqlite_path())).open()
 

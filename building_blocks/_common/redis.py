@@ -141,7 +141,9 @@ class LeanConnectionPool(ConnectionPool):
         return connection
 
     async def release(self, connection: AbstractConnection) -> None:
-        self._in_use_connections.discard(connection)
+        if connection not in self._in_use_connections:
+            return  # released twice: handing it out twice would mix two callers' replies
+        self._in_use_connections.remove(connection)
         if connection.should_reconnect():  # type: ignore[no-untyped-call]
             await connection.disconnect()
         self._available_connections.append(connection)

@@ -40,6 +40,8 @@ async def test_at_most_max_connections_and_a_waiter_gets_the_next_one_released(p
     assert await asyncio.wait_for(third, 1) is second
     await pool.release(first)
     await pool.release(second)
+    await pool.release(second)  # a second release is ignored
+    assert await pool.get_connection() is not await pool.get_connection()
 
 
 async def test_waiting_longer_than_the_timeout_fails_and_a_cancelled_waiter_passes_its_turn(

@@ -27,6 +27,7 @@ from building_blocks.component import Metadata
 from building_blocks.errors import ComponentError
 
 __all__ = (
+    "ComponentClient",
     "LeanConnection",
     "LeanConnectionPool",
     "LeanSSLConnection",
@@ -202,6 +203,35 @@ async def _round_trip(connection: AbstractConnection, args: tuple[str | bytes | 
 def redis_client(options: dict[str, Any]) -> Redis:
     """A Redis client on a ``LeanConnectionPool`` made of ``pool_options``."""
     return Redis(connection_pool=LeanConnectionPool(**options))
+
+
+class ComponentClient:
+    """The Redis client of one component: made in its ``init()`` (``open``), closed in its ``close()``;
+    ``client`` raises ``ComponentError`` outside that window."""
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        self.name = name
+        self.options = options
+        self._client: Redis | None = None
+
+    def open(self) -> Redis:
+        self._client = redis_client(self.options)
+        return self._client
+
+    @property
+    def client(self) -> Redis:
+        if self._client is None:
+            raise ComponentError(f"{self.name}: not initialised")
+        return self._client
+
+    async def ping(self) -> None:
+        with translated():
+            await self.client.ping()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose(close_connection_pool=True)
 
 
 def split_address(address: str, default_port: int) -> tuple[str, int]:

@@ -32,7 +32,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError, ResponseError
 
-from building_blocks._common.redis import Script, pool_options, redis_client, translated
+from building_blocks._common.redis import ComponentClient, Script, pool_options, translated
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.configuration.base import (
     ConfigurationItem,
@@ -97,18 +97,17 @@ class RedisConfigurationStore(ConfigurationStore):
         meta = self.metadata
         if meta.text("redisType", "node").lower() != "node":
             raise SpecError(f"{meta.where}: metadata 'redisType' must be 'node' (cluster is not supported)")
-        self._pool_options = pool_options(meta)
-        self._db = int(self._pool_options["db"])
+        self._connection = ComponentClient(self.name, pool_options(meta))
+        self._db = int(self._connection.options["db"])
         # The pub/sub connection: the same settings, alone in its pool, kept alive by TCP keepalive.
         self._connection_options = {
-            k: v for k, v in self._pool_options.items() if k not in ("max_connections", "timeout")
+            k: v for k, v in self._connection.options.items() if k not in ("max_connections", "timeout")
         }
         self._connection_options["socket_keepalive"] = True
         self._connection_options["client_name"] = f"layotto-configuration-{self.name}"
         self._timeout = meta.duration("readTimeout", 3.0) + meta.duration("dialTimeout", 5.0)
         self._prefix = f"__keyspace@{self._db}__:"
         self._all_keys_pattern = self._prefix + "*"
-        self._client: Redis | None = None
         self._pubsub_pool: ConnectionPool | None = None
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -118,8 +117,7 @@ class RedisConfigurationStore(ConfigurationStore):
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def init(self) -> None:
-        self._client = redis_client(self._pool_options)
-        self._save_script = Script(self._client, _SAVE)
+        self._save_script = Script(self._connection.open(), _SAVE)
         await self.ping()
 
     async def close(self) -> None:
@@ -136,19 +134,14 @@ class RedisConfigurationStore(ConfigurationStore):
         pool, self._pubsub_pool = self._pubsub_pool, None
         if pool is not None:
             await pool.aclose()
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose(close_connection_pool=True)
+        await self._connection.close()
 
     @property
     def _redis(self) -> Redis:
-        if self._client is None:
-            raise ComponentError(f"{self.name}: not initialised")
-        return self._client
+        return self._connection.client
 
     async def ping(self) -> None:
-        with translated():
-            await self._redis.ping()
+        await self._connection.ping()
 
     # -- items -------------------------------------------------------------------------------------
 

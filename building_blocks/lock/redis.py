@@ -18,8 +18,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from building_blocks._common.redis import Script, pool_options, redis_client, translated
-from building_blocks.errors import ComponentError
+from building_blocks._common.redis import ComponentClient, Script, pool_options, translated
 from building_blocks.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
 
 __all__ = ("RedisLockStore",)
@@ -51,28 +50,22 @@ class RedisLockStore(LockStore):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pool_options = pool_options(self.metadata)
-        self._client: Redis | None = None
+        self._connection = ComponentClient(self.name, pool_options(self.metadata))
 
     async def init(self) -> None:
-        self._client = redis_client(self._pool_options)
-        self._unlock = Script(self._client, _UNLOCK)
-        self._renew = Script(self._client, _RENEW)
+        client = self._connection.open()
+        self._unlock = Script(client, _UNLOCK)
+        self._renew = Script(client, _RENEW)
         await self.ping()
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose(close_connection_pool=True)
-            self._client = None
+        await self._connection.close()
 
     def _redis(self) -> Redis:
-        if self._client is None:
-            raise ComponentError(f"{self.name}: not initialised")
-        return self._client
+        return self._connection.client
 
     async def ping(self) -> None:
-        with translated():
-            await self._redis().ping()
+        await self._connection.ping()
 
     async def try_lock(self, request: TryLockRequest) -> bool:
         expiry_ms = request.expiry_in_seconds * 1000

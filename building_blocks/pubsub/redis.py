@@ -44,7 +44,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from building_blocks._common.redis import execute, pool_options, redis_client, translated
+from building_blocks._common.redis import ComponentClient, execute, pool_options, redis_client, translated
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, SpecError
 from building_blocks.pubsub.base import Handler, Message, PublishRequest, PubSub, SubscribeRequest, Subscription
@@ -244,12 +244,12 @@ class RedisPubSub(PubSub):
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
         meta = self.metadata
-        self._pool_options = pool_options(meta)
+        self._connection = ComponentClient(self.name, pool_options(meta))
         # A subscription's blocking reads may take _MAX_BLOCK longer than other commands.
-        read_timeout = self._pool_options["socket_timeout"]
+        read_timeout = self._connection.options["socket_timeout"]
         self._reading = _Reading(
             reader_pool={
-                **self._pool_options,
+                **self._connection.options,
                 "max_connections": 1,
                 "socket_timeout": read_timeout and read_timeout + _MAX_BLOCK,
             },
@@ -261,22 +261,18 @@ class RedisPubSub(PubSub):
         self._consumer_id = meta.text("consumerID", self.context.app_id)
         max_len = meta.integer("maxLenApprox", 0)
         self._max_len = max_len if max_len > 0 else None
-        self._client: Redis | None = None
         self._subscriptions: set[_StreamSubscription] = set()
 
     async def init(self) -> None:
-        self._client = redis_client(self._pool_options)
+        self._connection.open()
         await self.ping()
 
     async def close(self) -> None:
         await asyncio.gather(*(subscription.close() for subscription in list(self._subscriptions)))
-        if self._client is not None:
-            await self._client.aclose(close_connection_pool=True)
-            self._client = None
+        await self._connection.close()
 
     async def ping(self) -> None:
-        with translated():
-            await self._redis().ping()
+        await self._connection.ping()
 
     async def publish(self, request: PublishRequest) -> None:
         args: list[str | bytes | int] = ["XADD", request.topic]
@@ -300,6 +296,4 @@ class RedisPubSub(PubSub):
         return subscription
 
     def _redis(self) -> Redis:
-        if self._client is None:
-            raise ComponentError(f"{self.name}: not initialised")
-        return self._client
+        return self._connection.client

@@ -16,8 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from building_blocks._common.redis import Script, pool_options, redis_client, translated
-from building_blocks.errors import ComponentError
+from building_blocks._common.redis import ComponentClient, Script, pool_options, translated
 from building_blocks.sequencer.base import CounterSequencer
 
 __all__ = ("RedisSequencer",)
@@ -35,28 +34,21 @@ class RedisSequencer(CounterSequencer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pool_options = pool_options(self.metadata)
-        self._client: Redis | None = None
+        self._connection = ComponentClient(self.name, pool_options(self.metadata))
 
     async def init(self) -> None:
-        self._client = redis_client(self._pool_options)
-        self._raise = Script(self._client, _RAISE)
+        self._raise = Script(self._connection.open(), _RAISE)
         await self.ping()
         await self.apply_floors()
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose(close_connection_pool=True)
-            self._client = None
+        await self._connection.close()
 
     def _redis(self) -> Redis:
-        if self._client is None:
-            raise ComponentError(f"{self.name}: not initialised")
-        return self._client
+        return self._connection.client
 
     async def ping(self) -> None:
-        with translated():
-            await self._redis().ping()
+        await self._connection.ping()
 
     async def add(self, key: str, amount: int) -> int:
         client = self._redis()

@@ -20,10 +20,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from building_blocks._common.redis import Script, pool_options, redis_client
+from building_blocks._common.redis import ComponentClient, Script, pool_options
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, ETagMismatch
 from building_blocks.state.base import (
@@ -103,27 +102,21 @@ class RedisStateStore(StateStore):
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
-        self._pool_options = pool_options(self.metadata)
+        self._connection = ComponentClient(self.name, pool_options(self.metadata))
         ttl = self.metadata.integer("ttlInSeconds", 0)
         self._default_ttl = ttl if ttl > 0 else None
-        self._client: Redis | None = None
 
     async def init(self) -> None:
-        self._client = redis_client(self._pool_options)
-        self._read = Script(self._client, _READ)
-        self._write = Script(self._client, _WRITE)
+        client = self._connection.open()
+        self._read = Script(client, _READ)
+        self._write = Script(client, _WRITE)
         await self.ping()
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose(close_connection_pool=True)
-            self._client = None
+        await self._connection.close()
 
     async def ping(self) -> None:
-        if self._client is None:
-            raise ComponentError(f"{self.name}: not initialised")
-        with _translated():
-            await self._client.ping()
+        await self._connection.ping()
 
     async def get(self, request: GetRequest) -> GetResponse | None:
         with _translated():

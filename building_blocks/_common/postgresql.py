@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,14 +122,14 @@ def _libpq_pairs(text: str, where: str) -> dict[str, str]:
 
 
 class PostgreSQLPool:
-    """The pool of one component; ``table`` is its quoted ``tableName``."""
+    """The pool of one component; ``table`` is its quoted ``tableName`` (or the ``table`` given)."""
 
-    def __init__(self, meta: Metadata, name: str, default_table: str) -> None:
+    def __init__(self, meta: Metadata, name: str, default_table: str = "", table: str | None = None) -> None:
         self.name = name
         self._connect = parse_connection_string(
             meta.text("connectionString", required=True), f"{meta.where}: metadata 'connectionString'"
         )
-        self.table = table_name(meta.text("tableName", default_table), meta.where)
+        self.table = table or table_name(meta.text("tableName", default_table), meta.where)
         self.timeout = meta.duration("timeout", 20.0)
         self._max_conns = meta.integer("maxConns", max(4, os.cpu_count() or 1))
         if self.timeout <= 0:
@@ -140,18 +140,30 @@ class PostgreSQLPool:
 
     async def open(self, schema: str) -> None:
         """Connect, then run ``schema`` (``CREATE ... IF NOT EXISTS``) unless the table exists."""
+
+        async def create(conn: asyncpg.pool.PoolConnectionProxy) -> None:
+            # The advisory lock keeps two sidecars starting together from racing on CREATE TABLE.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"layotto:{self.table}")
+            if await conn.fetchval("SELECT to_regclass($1) IS NULL", self.table):
+                await conn.execute(schema)
+
+        await self.open_with(create)
+
+    async def open_with(self, prepare: Callable[[asyncpg.pool.PoolConnectionProxy], Awaitable[None]]) -> None:
+        """Connect, then run ``prepare`` in a transaction (closed again when it fails)."""
         c = self._connect
         with self.errors("connecting"):
             self._pool = await c.create_pool(self._max_conns, self.timeout)
         try:
-            # The advisory lock keeps two sidecars starting together from racing on CREATE TABLE.
-            async with self.connection("creating the table") as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"layotto:{self.table}")
-                if await conn.fetchval("SELECT to_regclass($1) IS NULL", self.table):
-                    await conn.execute(schema)
+            async with self.connection("preparing the table") as conn, conn.transaction():
+                await prepare(conn)
         except BaseException:
             await self.close()
             raise
+
+    async def connect(self, **options: Any) -> asyncpg.Connection:
+        """One connection outside the pool (e.g. for LISTEN), with the same settings."""
+        return await self._connect.connect(self.timeout, **options)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -27,16 +27,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
 import orjson
 
-from building_blocks._common.postgresql import DRIVER_ERRORS, parse_connection_string
+from building_blocks._common.postgresql import DRIVER_ERRORS, PostgreSQLPool
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.configuration.base import (
     ConfigurationItem,
@@ -112,9 +111,6 @@ class PostgreSQLConfigurationStore(ConfigurationStore):
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
         where = metadata.where
-        self._connect = parse_connection_string(
-            metadata.text("connectionString", required=True), f"{where}: metadata 'connectionString'"
-        )
         table = metadata.text("table", required=True)
         if not _TABLE.fullmatch(table):
             raise SpecError(f"{where}: metadata 'table' must be 'table' or 'schema.table', got {table!r}")
@@ -124,15 +120,10 @@ class PostgreSQLConfigurationStore(ConfigurationStore):
         self._channel = metadata.text("notifyChannel")
         if self._channel and not _CHANNEL.fullmatch(self._channel):
             raise SpecError(f"{where}: metadata 'notifyChannel' must match [a-z0-9./_]{{1,63}}")
-        self._timeout = metadata.duration("timeout", 20.0)
-        self._max_conns = metadata.integer("maxConns", max(4, os.cpu_count() or 1))
-        if self._timeout <= 0:
-            raise SpecError(f"{where}: metadata 'timeout' must be positive")
-        if self._max_conns < 1:
-            raise SpecError(f"{where}: metadata 'maxConns' must be at least 1")
+        self._db = PostgreSQLPool(metadata, name, table=self._table)
+        self._timeout = self._db.timeout
         t = self._table
         self._select = f"SELECT key, value, version, metadata FROM {t}"
-        self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._channels: Counter[str] = Counter()  # channel -> subscriptions
         self._channel_of: dict[str, str] = {}  # subscription id -> channel
@@ -144,42 +135,34 @@ class PostgreSQLConfigurationStore(ConfigurationStore):
 
     async def _connect_listener(self) -> asyncpg.Connection:
         application = {"application_name": f"layotto-configuration-listen:{self._bare_table}"}
-        return await self._connect.connect(self._timeout, server_settings=application)
+        return await self._db.connect(server_settings=application)
 
     async def init(self) -> None:
-        c = self._connect
-        with self._errors("connecting"):
-            self._pool = await c.create_pool(self._max_conns, self._timeout)
-        try:
-            await self._prepare_table()
-        except BaseException:
-            await self.close()
-            raise
+        await self._db.open_with(self._prepare_table)
 
-    async def _prepare_table(self) -> None:
+    async def _prepare_table(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
         # The advisory lock keeps sidecars starting together from racing on the DDL (and the shared function).
-        async with self._connection("preparing the table") as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('layotto-configuration'))")
-            if await conn.fetchval("SELECT to_regclass($1) IS NULL", self._table):
-                channel = self._channel or _DEFAULT_CHANNEL
-                await conn.execute(
-                    f"CREATE TABLE {self._table} (key text NOT NULL PRIMARY KEY, value text NOT NULL, "
-                    "version text NOT NULL, metadata json)"
-                )
-                await conn.execute(_NOTIFY_FUNCTION)
-                await conn.execute(
-                    f'CREATE TRIGGER "{self._bare_table}_notify" AFTER INSERT OR UPDATE OR DELETE ON {self._table} '
-                    f"FOR EACH ROW EXECUTE FUNCTION layotto_configuration_notify('{channel}')"
-                )
-            elif not await conn.fetchval(
-                "SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal", self._table
-            ):
-                log.warning(
-                    "%s: table %s has no trigger, so subscriptions will not see its changes (create one calling "
-                    "pg_notify, as Dapr documents, or let this component create the table)",
-                    self.name,
-                    self._table,
-                )
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('layotto-configuration'))")
+        if await conn.fetchval("SELECT to_regclass($1) IS NULL", self._table):
+            channel = self._channel or _DEFAULT_CHANNEL
+            await conn.execute(
+                f"CREATE TABLE {self._table} (key text NOT NULL PRIMARY KEY, value text NOT NULL, "
+                "version text NOT NULL, metadata json)"
+            )
+            await conn.execute(_NOTIFY_FUNCTION)
+            await conn.execute(
+                f'CREATE TRIGGER "{self._bare_table}_notify" AFTER INSERT OR UPDATE OR DELETE ON {self._table} '
+                f"FOR EACH ROW EXECUTE FUNCTION layotto_configuration_notify('{channel}')"
+            )
+        elif not await conn.fetchval(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal", self._table
+        ):
+            log.warning(
+                "%s: table %s has no trigger, so subscriptions will not see its changes (create one calling "
+                "pg_notify, as Dapr documents, or let this component create the table)",
+                self.name,
+                self._table,
+            )
 
     async def close(self) -> None:
         self._closing = True
@@ -193,36 +176,16 @@ class PostgreSQLConfigurationStore(ConfigurationStore):
         if listener is not None:
             with contextlib.suppress(*DRIVER_ERRORS):
                 await listener.close(timeout=self._timeout)
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            try:
-                await asyncio.wait_for(pool.close(), self._timeout)
-            except DRIVER_ERRORS:  # TimeoutError included
-                pool.terminate()
+        await self._db.close()
 
     async def ping(self) -> None:
-        async with self._connection("ping") as conn:
+        async with self._db.connection("ping") as conn:
             await conn.fetchval("SELECT 1")
-
-    @contextlib.contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except DRIVER_ERRORS as exc:
-            raise ComponentError(f"{self.name}: {action}: {exc}") from exc
-
-    @contextlib.asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
-        if self._pool is None:
-            raise ComponentError(f"{self.name}: not initialised")
-        with self._errors(action):
-            async with self._pool.acquire(timeout=self._timeout) as conn:
-                yield conn
 
     # -- items -------------------------------------------------------------------------------------
 
     async def get(self, request: GetRequest) -> dict[str, ConfigurationItem]:
-        async with self._connection("get") as conn:
+        async with self._db.connection("get") as conn:
             if request.keys:
                 rows = await conn.fetch(self._select + " WHERE key = ANY($1::text[])", list(request.keys))
             else:
@@ -231,7 +194,7 @@ class PostgreSQLConfigurationStore(ConfigurationStore):
 
     async def save(self, request: SaveRequest) -> None:
         t = self._table
-        async with self._connection("save") as conn, conn.transaction():
+        async with self._db.connection("save") as conn, conn.transaction():
             for key in sorted({item.key for item in request.items}):  # one lock order: no deadlock
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{t}:{key}")
             for item in request.items:
@@ -255,7 +218,7 @@ class PostgreSQLConfigurationStore(ConfigurationStore):
                     )
 
     async def delete(self, request: DeleteRequest) -> None:
-        async with self._connection("delete") as conn:
+        async with self._db.connection("delete") as conn:
             await conn.execute(f"DELETE FROM {self._table} WHERE key = ANY($1::text[])", list(request.keys))
 
     # -- watching ------------------------------------------------------------------------------------
@@ -270,7 +233,7 @@ class PostgreSQLConfigurationStore(ConfigurationStore):
 
     async def _listening_connection(self) -> asyncpg.Connection:
         if self._listener is None or self._listener.is_closed():
-            with self._errors("connecting to listen"):
+            with self._db.errors("connecting to listen"):
                 listener = await self._connect_listener()
             listener.add_termination_listener(self._on_lost)
             self._listener = listener
@@ -285,7 +248,7 @@ class PostgreSQLConfigurationStore(ConfigurationStore):
                 return
             try:
                 listener = await self._listening_connection()
-                with self._errors("listening"):
+                with self._db.errors("listening"):
                     await listener.add_listener(channel, self._on_notification)
             except BaseException:
                 self._forget(subscription)
@@ -297,7 +260,7 @@ class PostgreSQLConfigurationStore(ConfigurationStore):
             listener = self._listener
             if channel is None or channel in self._channels or listener is None or listener.is_closed():
                 return
-            with self._errors("unlistening"):
+            with self._db.errors("unlistening"):
                 await listener.remove_listener(channel, self._on_notification)
 
     def _forget(self, subscription: Subscription) -> str | None:

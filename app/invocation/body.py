@@ -1,7 +1,8 @@
 """The caller's request body, streamed to the target, and whether it can be sent again (for retries).
 
-A body is streamed chunk by chunk as it arrives, never held whole — unless a retry policy may need to send
-it again and it is small enough (``Content-Length`` up to ``replay_limit``), then it is read first. A
+A body is streamed chunk by chunk as it arrives, never held whole — unless it is small (``Content-Length``
+up to ``SMALL_BODY``: it has arrived with the head anyway, and goes out with the head in one write), or a
+retry policy may need to send it again and it is small enough (up to ``REPLAY_LIMIT``); then it is read first. A
 streamed body can be sent again only while none of it has been read (e.g. the connection was refused).
 Chunked bodies (no ``Content-Length``) are never retried once read, as in Dapr.
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-__all__ = ("REPLAY_LIMIT", "RequestBody")
+__all__ = ("REPLAY_LIMIT", "SMALL_BODY", "RequestBody")
 
 #: Bodies up to this size are buffered when a retry policy applies (Dapr's default max body size).
 REPLAY_LIMIT = 4 << 20
+#: Bodies up to this size are always read first.
+SMALL_BODY = 64 << 10
 
 
 class RequestBody:

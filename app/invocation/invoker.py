@@ -27,7 +27,7 @@ from app.app_channel import AppChannel
 from app.app_health import AppHealth
 from app.errors import error_response
 from app.http_client import ConnectError, ConnectTimeout, HttpClient, HttpClientError, request_target
-from app.invocation.body import RequestBody
+from app.invocation.body import REPLAY_LIMIT, SMALL_BODY, RequestBody
 from app.invocation.headers import (
     CALLEE,
     CALLER_ID,
@@ -138,8 +138,8 @@ class Invoker:
         length = request.headers.get("content-length")
         chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
         body = RequestBody(request.stream(), int(length) if length and length.isdigit() else None, chunked)
-        if policy.retry is not None and policy.retry.max_retries != 0:
-            await body.buffer()
+        retried = policy.retry is not None and policy.retry.max_retries != 0
+        await body.buffer(REPLAY_LIMIT if retried else SMALL_BODY)
         query: bytes = request.scope["query_string"]
         attempt = self._attempt(target, verb, method, query, headers, body, internal)
         try:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import uvicorn
 
-from app.http_server import HttpProtocol
 from app.main import create_app
 from app.runtime import Runtime
 from app.settings import Settings
@@ -139,7 +138,7 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         create_app(settings, runtime),
         host=settings.listen_address,
         port=settings.http_port,
-        http=HttpProtocol,
+        http="httptools",
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,

@@ -17,7 +17,7 @@ from perf.loadgen import CallTarget, HttpTarget, closed_loop, http_request, open
 from perf.payloads import JSON, event, publish_request, value_bytes
 from perf.scenarios.common import Scenario, latency_result, probe, require
 
-__all__ = ("SCENARIOS",)
+__all__ = ("E2E_SCENARIOS", "SCENARIOS")
 
 _DIRECT = {"redis": "direct (redis-py XADD)", "kafka": "direct (confluent-kafka)"}
 _DRAIN_IDLE = 5.0  # seconds without a new delivery before the end-to-end run stops waiting
@@ -187,4 +187,6 @@ def _e2e_scenario(kind: str) -> Scenario:
     return Scenario(f"e2e-{kind}", f"publish → delivered to app, {label}", "e2e", frozenset({kind, "apps"}), 1, run)
 
 
-SCENARIOS = [_publish_scenario("redis"), _publish_scenario("kafka"), _e2e_scenario("redis"), _e2e_scenario("kafka")]
+SCENARIOS = [_publish_scenario("redis"), _publish_scenario("kafka")]
+#: Run last: a burst can leave a backlog that the subscriber's sidecar keeps delivering after the scenario.
+E2E_SCENARIOS = [_e2e_scenario("redis"), _e2e_scenario("kafka")]

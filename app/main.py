@@ -34,7 +34,7 @@ class Sidecar(FastAPI):
             await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Sidecar:
     """The sidecar app. Pass a prepared ``runtime`` to reuse it; otherwise one is made from ``settings``."""
     runtime = runtime or Runtime(settings or Settings.from_environment())
 

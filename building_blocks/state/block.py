@@ -8,7 +8,7 @@ layer can report them with the operation's own Dapr code.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -188,10 +188,10 @@ class StateBlock(Block[StateStore]):
         return entry.prefixer.key(entry.store.name, key)
 
     @staticmethod
-    async def _do(operation: Operation, store: str, key: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run ``call``; failures other than the caller's own bad input become ``OperationFailed``."""
+    async def _do(operation: Operation, store: str, key: str, call: Awaitable[T]) -> T:
+        """Await ``call``; failures other than the caller's own bad input become ``OperationFailed``."""
         try:
-            return await call()
+            return await call
         except (InvalidRequest, OperationFailed):
             raise
         except Exception as exc:
@@ -237,12 +237,8 @@ class StateBlock(Block[StateStore]):
         self, name: str, key: str, consistency: str = "", metadata: Mapping[str, str] = NO_METADATA
     ) -> GetResponse | None:
         entry = self._entry(name)
-        stored_key = self._key(entry, key)
-
-        async def call() -> GetResponse | None:
-            return await entry.store.get(GetRequest(stored_key, metadata, _consistency(consistency)))
-
-        return await self._do(Operation.STATE_GET, name, key, call)
+        request = GetRequest(self._key(entry, key), metadata, _consistency(consistency))
+        return await self._do(Operation.STATE_GET, name, key, entry.store.get(request))
 
     async def save(self, name: str, items: Any, query_metadata: Mapping[str, str] = NO_METADATA) -> None:
         """Save decoded JSON items (Dapr's save body); several items are not atomic."""
@@ -261,7 +257,7 @@ class StateBlock(Block[StateStore]):
             else:
                 await entry.store.bulk_set(requests)
 
-        await self._do(Operation.STATE_SAVE, name, "", call)
+        await self._do(Operation.STATE_SAVE, name, "", call())
 
     async def delete(
         self,
@@ -281,7 +277,7 @@ class StateBlock(Block[StateStore]):
             )
             await entry.store.delete(request)
 
-        await self._do(Operation.STATE_DELETE, name, key, call)
+        await self._do(Operation.STATE_DELETE, name, key, call())
 
     async def bulk_get(
         self, name: str, body: Any, query_metadata: Mapping[str, str] = NO_METADATA
@@ -297,7 +293,7 @@ class StateBlock(Block[StateStore]):
         requests = [GetRequest(self._key(entry, key), metadata) for key in keys]
         if not requests:
             return []
-        items = await self._do(Operation.STATE_BULK_GET, name, "", lambda: entry.store.bulk_get(requests))
+        items = await self._do(Operation.STATE_BULK_GET, name, "", entry.store.bulk_get(requests))
         return [BulkGetItem(key, item.response, item.error) for key, item in zip(keys, items, strict=True)]
 
     async def transact(self, name: str, body: Any, query_metadata: Mapping[str, str] = NO_METADATA) -> None:
@@ -331,7 +327,7 @@ class StateBlock(Block[StateStore]):
             ]
             await store.transact(TransactionRequest(requests, metadata))
 
-        await self._do(Operation.STATE_TRANSACTION, name, "", call)
+        await self._do(Operation.STATE_TRANSACTION, name, "", call())
 
     async def query(self, name: str, body: bytes, metadata: Mapping[str, str] = NO_METADATA) -> QueryResponse:
         entry = self._entry(name)
@@ -348,4 +344,4 @@ class StateBlock(Block[StateStore]):
             results = [QueryResult(original(r.key), r.value, r.etag) for r in response.results]
             return QueryResponse(results, response.token, response.metadata)
 
-        return await self._do(Operation.STATE_QUERY, name, "", call)
+        return await self._do(Operation.STATE_QUERY, name, "", call())

@@ -119,8 +119,10 @@ class RedisStateStore(StateStore):
         await self._connection.ping()
 
     async def get(self, request: GetRequest) -> GetResponse | None:
-        with _translated():
+        try:
             (reply,) = await self._read(keys=[request.key])
+        except RedisError as exc:
+            raise _translation(exc) from exc
         return _response(reply, time.time())
 
     async def bulk_get(self, requests: Sequence[GetRequest]) -> list[BulkGetItem]:
@@ -170,15 +172,21 @@ def _response(reply: list[Any] | bytes | None, now: float) -> GetResponse | None
     return GetResponse(data, version.decode(), now + pttl / 1000 if pttl >= 0 else None)
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Redis errors become ``ComponentError``; the scripts' ETAGMISMATCH replies ``ETagMismatch``."""
-    try:
-        yield
-    except ResponseError as exc:
+def _translation(exc: RedisError) -> ComponentError | ETagMismatch:
+    """The error a Redis error becomes: the scripts' ETAGMISMATCH replies ``ETagMismatch``, the rest
+    ``ComponentError``."""
+    if isinstance(exc, ResponseError):
         code, _, detail = str(exc).partition(" ")
         if code == _MISMATCH:
-            raise ETagMismatch(detail) from None
-        raise ComponentError(f"redis: {exc}") from exc
+            return ETagMismatch(detail)
+    return ComponentError(f"redis: {exc}")
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Redis errors become ``_translation(error)``."""
+    try:
+        yield
     except RedisError as exc:
-        raise ComponentError(f"redis: {exc}") from exc
+        error = _translation(exc)
+        raise error from (None if isinstance(error, ETagMismatch) else exc)

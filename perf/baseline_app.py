@@ -1,9 +1,9 @@
 """The floor for any Python HTTP hop: a raw ASGI callable on uvicorn (httptools, uvloop), no framework,
 doing the same Redis / SQLite calls as the sidecar's state scenarios (``perf.clients``).
 
-Routes: ``GET /redis/{key}`` (HGET of ``<redis-app-id>||key``, field ``data``), ``POST /redis`` (Dapr's save
-body ``[{"key","value"}]``, one HSET per item), the same two under ``/sqlite`` (Dapr's SQLite table),
-``GET /health``. ``python -m perf.baseline_app --port P --redis 127.0.0.1:6379 --redis-app-id ID
+Routes: ``GET /redis/{key}`` (``state.redis``'s read script on ``<redis-app-id>||key``), ``POST /redis``
+(Dapr's save body ``[{"key","value"}]``, its write script per item), the same two under ``/sqlite``
+(Dapr's SQLite table), ``GET /health``. ``python -m perf.baseline_app --port P --redis 127.0.0.1:6379 --redis-app-id ID
 --sqlite PATH --sqlite-app-id ID``.
 """
 
@@ -13,16 +13,15 @@ import argparse
 
 import orjson
 
-from building_blocks._common.redis import execute
 from perf.asgi import Receive, Scope, Send, lifespan, read_body, respond, serve
-from perf.clients import SqliteStore, redis_client, state_key
+from perf.clients import RedisState, SqliteStore, redis_client, state_key
 
 __all__ = ("BaselineApp",)
 
 
 class BaselineApp:
     def __init__(self, redis: str, redis_app_id: str, sqlite: str | None, sqlite_app_id: str) -> None:
-        self._redis = redis_client(redis)
+        self._redis = RedisState(redis_client(redis))
         self._redis_app_id, self._sqlite_app_id = redis_app_id, sqlite_app_id
         self._sqlite_path = sqlite
         self._sqlite: SqliteStore | None = None
@@ -38,15 +37,14 @@ class BaselineApp:
         path: str = scope["path"]
         method: str = scope["method"]
         if path.startswith("/redis/") and method == "GET":
-            found = await execute(self._redis, "HGET", state_key(self._redis_app_id, path[7:]), "data")
+            found = await self._redis.get(state_key(self._redis_app_id, path[7:]))
             if found is None:
                 await respond(send, 204)
             else:
                 await respond(send, 200, found.encode() if isinstance(found, str) else found)
         elif path == "/redis" and method == "POST":
             for item in orjson.loads(await read_body(receive)):
-                key = state_key(self._redis_app_id, item["key"])
-                await execute(self._redis, "HSET", key, "data", orjson.dumps(item["value"]))
+                await self._redis.save(state_key(self._redis_app_id, item["key"]), orjson.dumps(item["value"]))
             await respond(send, 204)
         elif path.startswith("/sqlite/") and method == "GET" and self._sqlite is not None:
             value = await self._sqlite.get(state_key(self._sqlite_app_id, path[8:]))

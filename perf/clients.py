@@ -3,10 +3,9 @@
 The bare ASGI app (``perf.baseline_app``) uses the same functions, so "direct", "bare ASGI" and "sidecar"
 differ only by the hops in front of the very same backend call.
 
-* Redis state: keys are hashes ``<appid>||<key>`` with the value in field ``data`` (Dapr's layout); a get is
-  ``HGET key data``, a save ``HSET key data <value>`` (what an app does without the sidecar's etag script).
-  redis-py asyncio with hiredis, on the sidecar's own pool (``LeanConnectionPool``) and command path
-  (``building_blocks._common.redis.execute``), so only the hops differ.
+* Redis state: keys are hashes ``<appid>||<key>`` (Dapr's layout); a get or a save is one EVALSHA of the
+  very script ``state.redis`` runs (``RedisState``: data, version and TTL in one call), with redis-py asyncio
+  and hiredis on the sidecar's own pool and command path (``building_blocks._common.redis``).
 * SQLite state: Dapr's table (``key, value, is_binary, etag, expiration_time, update_time``). Calls run on one
   worker thread per store, as the sidecar's ``state.sqlite`` does, so only the hops differ.
 * Publishing: ``XADD <topic> * data <payload>`` (through ``execute`` too); Kafka: confluent-kafka's
@@ -27,9 +26,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from building_blocks._common.redis import LeanConnectionPool
+from building_blocks._common.redis import LeanConnectionPool, Script
+from building_blocks.state.redis import READ_SCRIPT, WRITE_SCRIPT
 
-__all__ = ("KafkaProducer", "SqliteStore", "redis_client", "state_key")
+__all__ = ("KafkaProducer", "RedisState", "SqliteStore", "redis_client", "state_key")
 
 SEPARATOR = "||"
 
@@ -43,6 +43,21 @@ def redis_client(address: str, max_connections: int = 20) -> Redis:
     host, _, port = address.rpartition(":")
     pool = LeanConnectionPool(host=host or "127.0.0.1", port=int(port or 6379), max_connections=max_connections)
     return Redis(connection_pool=pool)
+
+
+class RedisState:
+    """``state.redis``'s get and save, done directly: the same scripts, the same pool."""
+
+    def __init__(self, client: Redis) -> None:
+        self._read = Script(client, READ_SCRIPT)
+        self._write = Script(client, WRITE_SCRIPT)
+
+    async def get(self, key: str) -> bytes | None:
+        (reply,) = await self._read(keys=[key])
+        return reply[0] if reply else None
+
+    async def save(self, key: str, value: bytes) -> None:
+        await self._write(keys=[key], args=["s", "", "", value, 0])
 
 
 def _timestamp(seconds: float) -> str:

@@ -37,12 +37,12 @@ from building_blocks.state.base import (
     require_integer_etag,
 )
 
-__all__ = ("RedisStateStore",)
+__all__ = ("READ_SCRIPT", "WRITE_SCRIPT", "RedisStateStore")
 
 _MISMATCH = "ETAGMISMATCH"  # the error code of the WRITE script's concurrency failures
 
 # KEYS: the keys. Reply per key: nil when missing, {data, version, pttl}, or an error text.
-_READ = """
+READ_SCRIPT = """
 local out = {}
 for i, key in ipairs(KEYS) do
   local item = redis.pcall("HMGET", key, "data", "version")
@@ -59,7 +59,7 @@ return out
 
 # KEYS: the key of each operation. ARGV: 5 per operation: "s"et or "d"elete, etag ("" = none),
 # first-write ("1" or ""), value, ttl in seconds (<= 0 = no expiry). Checks all, then applies all.
-_WRITE = """
+WRITE_SCRIPT = """
 local staged = {}
 for i, key in ipairs(KEYS) do
   local at = (i - 1) * 5
@@ -108,8 +108,8 @@ class RedisStateStore(StateStore):
 
     async def init(self) -> None:
         client = self._connection.open()
-        self._read = Script(client, _READ)
-        self._write = Script(client, _WRITE)
+        self._read = Script(client, READ_SCRIPT)
+        self._write = Script(client, WRITE_SCRIPT)
         await self.ping()
 
     async def close(self) -> None:

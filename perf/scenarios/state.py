@@ -8,9 +8,8 @@ from typing import Any
 
 import orjson
 
-from building_blocks._common.redis import execute
 from perf.bench import Bench
-from perf.clients import SqliteStore, redis_client, state_key
+from perf.clients import RedisState, SqliteStore, redis_client, state_key
 from perf.environment import Unavailable
 from perf.loadgen import CallTarget, HttpTarget, http_request
 from perf.payloads import JSON, value
@@ -54,15 +53,16 @@ async def _run(bench: Bench, store: str, operation: str) -> dict[str, Any]:
     if store == "redis":
         client = redis_client(env.redis)
         closers.append(client.aclose)
+        redis_state = RedisState(client)
         if operation == "get":
 
             async def call(index: int, scheduled: int) -> None:
-                if await execute(client, "HGET", stored_key, "data") is None:
+                if await redis_state.get(stored_key) is None:
                     raise LookupError("missing key")
         else:
 
             async def call(index: int, scheduled: int) -> None:
-                await execute(client, "HSET", stored_save_key, "data", stored_value)
+                await redis_state.save(stored_save_key, stored_value)
     else:
         sqlite = await SqliteStore(str(env.sqlite_path())).open()
 

@@ -26,7 +26,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from building_blocks._common.redis import LeanConnectionPool, Script
+from building_blocks._common.redis import Script, split_address
+from building_blocks._common.redis import redis_client as common_redis_client
 from building_blocks.state.redis import READ_SCRIPT, WRITE_SCRIPT
 
 __all__ = ("KafkaProducer", "RedisState", "SqliteStore", "redis_client", "state_key")
@@ -40,9 +41,9 @@ def state_key(app_id: str, key: str) -> str:
 
 
 def redis_client(address: str, max_connections: int = 20) -> Redis:
-    host, _, port = address.rpartition(":")
-    pool = LeanConnectionPool(host=host or "127.0.0.1", port=int(port or 6379), max_connections=max_connections)
-    return Redis(connection_pool=pool)
+    """A client of ``host:port`` on the sidecar's own pool."""
+    host, port = split_address(address, 6379)
+    return common_redis_client({"host": host or "127.0.0.1", "port": port, "max_connections": max_connections})
 
 
 class RedisState:

@@ -7,6 +7,8 @@ import base64
 import contextlib
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -327,6 +329,12 @@ async def test_http_endpoints_and_urls(tmp_path: Path, app: tuple[EchoApp, int])
             "message": f"failed to invoke, id: http://127.0.0.1:{closed}, err: "
             f'Post "http://127.0.0.1:{closed}/x": dial tcp 127.0.0.1:{closed}: connect: connection refused',
         }
+
+
+def test_httpx_is_imported_only_when_an_external_target_is_invoked() -> None:
+    # httpx (with rich, pygments and h2) costs the sidecar ~5 MB and ~0.1 s of start-up it rarely needs.
+    code = "import sys, app.cli; assert 'httpx' not in sys.modules, 'httpx imported at start-up'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 RESILIENCY = """\

@@ -53,6 +53,7 @@ __all__ = (
     "Operation",
     "OperationFailed",
     "PublishMetadataInvalid",
+    "QueryTooComplex",
     "SpecError",
     "TooManyOperations",
     "TopicForbidden",
@@ -117,6 +118,10 @@ class TooManyOperations(InvalidRequest):
         self.store = store
         self.count = count
         self.limit = limit
+
+
+class QueryTooComplex(InvalidRequest):
+    """A state query beyond the nesting, clause or sort limits of ``building_blocks.state.query``."""
 
 
 class FeatureNotSupported(LayottoError):

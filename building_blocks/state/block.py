@@ -22,6 +22,7 @@ from building_blocks.errors import (
     LayottoError,
     Operation,
     OperationFailed,
+    QueryTooComplex,
     TooManyOperations,
     UnsupportedOperation,
 )
@@ -337,6 +338,8 @@ class StateBlock(Block[StateStore]):
         async def call() -> QueryResponse:
             try:
                 parsed = q.parse_query(body)
+            except QueryTooComplex:
+                raise  # our own limit, not Dapr's: a client's mistake (400)
             except InvalidRequest as exc:  # Dapr reports a bad query as a failed query (500)
                 raise InvalidOption(str(exc)) from None
             response = await entry.store.query(QueryRequest(parsed, entry.prefixer.prefix, metadata))

@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from building_blocks._common.sqlite import SQLiteDatabase, table_name, write
 from building_blocks.errors import ComponentError, ETagMismatch
 from building_blocks.state import query as q
@@ -176,13 +174,15 @@ class SQLiteStateStore(StateStore):
             for operation in operations:
                 self._apply(connection, operation, now)
 
-    def _query(self, connection: sqlite3.Connection, prefix: str) -> list[tuple[str, str, int, str]]:
+    def _query(self, connection: sqlite3.Connection, request: QueryRequest) -> tuple[list[tuple[str, str, str]], str]:
+        """Scan, filter, sort and page on the worker thread: all of it takes time proportional to the rows."""
+        prefix = request.key_prefix
         rows = connection.execute(
-            f"SELECT key, value, is_binary, etag FROM {self._table}"
-            " WHERE substr(key, 1, ?) = ? AND (expiration_time IS NULL OR expiration_time > ?) ORDER BY key",
+            f"SELECT key, value, etag FROM {self._table} WHERE NOT is_binary"
+            " AND substr(key, 1, ?) = ? AND (expiration_time IS NULL OR expiration_time > ?) ORDER BY key",
             (len(prefix), prefix, _timestamp(time.time())),
-        ).fetchall()
-        return rows
+        )
+        return q.select(request.query, (((key, text, etag), text) for key, text, etag in rows))
 
     # -- the contract --------------------------------------------------------------------------------
 
@@ -202,17 +202,5 @@ class SQLiteStateStore(StateStore):
         await self._db.run(self._transact, request.operations)
 
     async def query(self, request: QueryRequest) -> QueryResponse:
-        parsed: q.Query = request.query
-        candidates = []
-        for key, text, is_binary, etag in await self._db.run_in_worker(self._query, request.key_prefix):
-            if is_binary:
-                continue
-            try:
-                document = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                continue
-            if q.matches(parsed.filter, document):
-                candidates.append(((key, text, etag), document))
-        ordered = q.sort_documents(candidates, parsed.sort) if parsed.sort else [c[0] for c in candidates]
-        rows, token = q.page(ordered, parsed)
+        rows, token = await self._db.run_in_worker(self._query, request)
         return QueryResponse([QueryResult(key, text.encode(), etag) for key, text, etag in rows], token)

@@ -12,6 +12,8 @@ import posixpath
 
 from starlette.datastructures import Headers
 
+from app.paths import unescape
+
 __all__ = ("find_target",)
 
 _PREFIX = "/v1.0/invoke/"
@@ -34,17 +36,19 @@ def _from_basic_auth(authorization: str) -> str:
 
 
 def find_target(path: str, headers: Headers) -> tuple[str, str]:
-    """``(app id, method)`` for a (cleaned) request path; app id ``""`` when none is given."""
+    """``(app id, method)`` for a cleaned, still percent-encoded request path (``app.paths``); app id ``""``
+    when none is given. The app id and the method are unescaped once, after the path was split, so an
+    encoded ``/`` can never move the split."""
     app_id = headers.get("dapr-app-id") or _from_basic_auth(headers.get("authorization", ""))
     if app_id:
-        return app_id, _clean(path)
+        return app_id, _clean(unescape(path))
     if not path.startswith(_PREFIX):
         return "", ""
     rest = path[len(_PREFIX) :]
     index = rest.find(_METHOD)
     if index <= 0:
         return "", ""
-    target, method = rest[:index], _clean(rest[index + len(_METHOD) :])
+    target, method = unescape(rest[:index]), _clean(unescape(rest[index + len(_METHOD) :]))
     for scheme in ("http:/", "https:/"):  # the path cleaning turned "http://" into "http:/"
         if target.startswith(scheme) and not target.startswith(scheme + "/"):
             target = scheme + "/" + target[len(scheme) :]

@@ -23,10 +23,11 @@ from starlette.responses import Response
 
 from app.configuration_delivery import items_json
 from app.http import json_body, json_response, query_metadata, runtime_of
+from app.paths import EncodedPathRoute
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["configuration"])
+router = APIRouter(tags=["configuration"], route_class=EncodedPathRoute)
 NO_CONTENT = 204
 
 

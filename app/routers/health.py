@@ -13,10 +13,11 @@ from starlette.responses import Response
 from app import __version__
 from app.errors import ApiError
 from app.http import json_response, runtime_of
+from app.paths import EncodedPathRoute
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=EncodedPathRoute)
 PING_TIMEOUT = 1.0
 
 

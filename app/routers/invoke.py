@@ -13,12 +13,13 @@ from starlette.responses import Response
 from app.errors import ApiError
 from app.http import runtime_of
 from app.invocation.route import find_target
+from app.paths import EncodedPathRoute
 
 __all__ = ("fallback_router", "router")
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT"]
-router = APIRouter(tags=["invoke"])
-fallback_router = APIRouter(include_in_schema=False)
+router = APIRouter(tags=["invoke"], route_class=EncodedPathRoute)
+fallback_router = APIRouter(include_in_schema=False, route_class=EncodedPathRoute)
 
 
 async def _invoke(request: Request) -> Response:

@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.http import json_response, optional_json_body, runtime_of
+from app.paths import EncodedPathRoute
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["lock"])
+router = APIRouter(tags=["lock"], route_class=EncodedPathRoute)
 _BAD_BODY = "failed deserializing HTTP body: "
 
 

@@ -10,10 +10,11 @@ from starlette.responses import Response
 
 from app import __version__
 from app.http import json_response, runtime_of
+from app.paths import EncodedPathRoute
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["metadata"])
+router = APIRouter(tags=["metadata"], route_class=EncodedPathRoute)
 
 
 @router.get("/v1.0/metadata")

@@ -7,10 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.http import query_metadata, runtime_of
+from app.paths import EncodedPathRoute
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["pubsub"])
+router = APIRouter(tags=["pubsub"], route_class=EncodedPathRoute)
 
 
 def _trace(request: Request) -> dict[str, str]:

@@ -7,10 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.http import json_response, query_metadata, runtime_of
+from app.paths import EncodedPathRoute
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["secrets"])
+router = APIRouter(tags=["secrets"], route_class=EncodedPathRoute)
 
 
 @router.get("/v1.0/secrets/{store_name}/bulk")

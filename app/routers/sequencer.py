@@ -13,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.http import json_response, optional_json_body, runtime_of
+from app.paths import EncodedPathRoute
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["sequencer"])
+router = APIRouter(tags=["sequencer"], route_class=EncodedPathRoute)
 
 
 @router.post("/v1.0-alpha1/sequencer/{store_name}")

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.http import json_body, json_response, metadata_from_query, query_metadata, raw_json, raw_response, runtime_of
+from app.paths import EncodedPathRoute
 from building_blocks.state.base import GetResponse
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["state"])
+router = APIRouter(tags=["state"], route_class=EncodedPathRoute)
 NO_CONTENT = 204
 _JSON_TYPE = (b"content-type", b"application/json")
 

@@ -55,8 +55,8 @@ def _overall(indicators: dict[str, dict[str, Any]]) -> str:
 
 @router.get("/actuator/health/{kind}")
 async def actuator_health(request: Request, kind: str) -> Response:
-    if kind not in ("liveness", "readiness"):
-        return json_response({"error": "health type invalid"}, 500)
+    if kind not in ("liveness", "readiness"):  # Layotto answers 500; an unknown name is the client's mistake
+        return json_response({"error": "health type invalid"}, 404)
     runtime = runtime_of(request)
     if runtime.failure:
         startup = {"status": "DOWN", "details": {"reason": runtime.failure}}

@@ -88,7 +88,8 @@ async def test_actuator(sidecar: Sidecar) -> None:
     }
     info = (await sidecar.client.get("/actuator/info")).json()
     assert info["app"]["name"] == "Layotto" and info["app"]["version"]
-    assert (await sidecar.client.get("/actuator/health/other")).status_code == 500
+    unknown = await sidecar.client.get("/actuator/health/other")
+    assert (unknown.status_code, unknown.json()) == (404, {"error": "health type invalid"})
 
 
 async def test_readiness_is_503_when_a_backend_is_down(tmp_path: Path) -> None:

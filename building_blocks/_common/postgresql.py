@@ -1,8 +1,13 @@
 """What the PostgreSQL components share: an asyncpg pool from Dapr's metadata, and error translation.
 
 Metadata: ``connectionString`` (required; libpq ``key=value`` pairs or a ``postgres://`` URL, read exactly
-as ``state.postgresql`` reads it), ``tableName`` (per component; may be ``schema.table``), ``timeout``
-(20s), ``maxConns`` (max(4, CPUs)).
+as ``state.postgresql`` reads it), ``tableName`` (per component; may be ``schema.table``), ``timeout`` or
+its older name ``timeoutInSeconds`` (20s, Dapr's default: bounds connecting, waiting for a pooled connection
+and every statement; libpq's ``connect_timeout`` in the connection string bounds connecting alone),
+``maxConns`` (max(4, CPUs)).
+
+A backend that stops answering fails a call after ``timeout`` with a message saying so (asyncpg's own
+timeout error has no text).
 """
 
 from __future__ import annotations
@@ -50,6 +55,15 @@ class ConnectArgs:
             "timeout": self.timeout or timeout,
             "command_timeout": timeout,
         }
+
+    def address(self) -> str:
+        """Where the server is, for messages (never the password)."""
+        if self.host is None:
+            url = urllib.parse.urlsplit(self.dsn or "")
+            return url.netloc.rpartition("@")[2] or "the default host"
+        hosts = self.host if isinstance(self.host, list) else [self.host]
+        ports = self.port if isinstance(self.port, list) else [self.port or 5432] * len(hosts)
+        return ",".join(f"{host}:{port}" for host, port in zip(hosts, ports, strict=False))
 
     async def create_pool(self, max_size: int, timeout: float) -> asyncpg.Pool:
         """A pool of at most ``max_size`` connections; ``timeout`` bounds connecting and every command."""
@@ -130,7 +144,7 @@ class PostgreSQLPool:
             meta.text("connectionString", required=True), f"{meta.where}: metadata 'connectionString'"
         )
         self.table = table or table_name(meta.text("tableName", default_table), meta.where)
-        self.timeout = meta.duration("timeout", 20.0)
+        self.timeout = meta.duration("timeout", meta.duration("timeoutInSeconds", 20.0))
         self._max_conns = meta.integer("maxConns", max(4, os.cpu_count() or 1))
         if self.timeout <= 0:
             raise SpecError(f"{meta.where}: metadata 'timeout' must be positive")
@@ -177,8 +191,12 @@ class PostgreSQLPool:
     def errors(self, action: str) -> Iterator[None]:
         try:
             yield
+        except TimeoutError as exc:
+            where = self._connect.address()
+            detail = f"timed out after {self.timeout:g}s waiting for PostgreSQL at {where} (timeout)"
+            raise ComponentError(f"{self.name}: {action}: {detail}") from exc
         except DRIVER_ERRORS as exc:
-            raise ComponentError(f"{self.name}: {action}: {exc}") from exc
+            raise ComponentError(f"{self.name}: {action}: {str(exc) or type(exc).__name__}") from exc
 
     @contextlib.asynccontextmanager
     async def connection(self, action: str) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:

@@ -3,8 +3,14 @@ error translation.
 
 Metadata: ``redisHost`` (required, ``host:port``), ``redisPort`` (6379, when the host has no port),
 ``redisUsername``, ``redisPassword``, ``redisDB`` (0), ``enableTLS`` (false),
-``redisMaxRetries`` / ``maxRetries`` (3), ``dialTimeout`` (5s), ``readTimeout`` (3s),
-``poolSize`` (10 per CPU), ``poolTimeout`` (readTimeout + 1s).
+``redisMaxRetries`` / ``maxRetries`` (3), ``dialTimeout`` (5s), ``readTimeout`` (3s), ``writeTimeout``
+(readTimeout), ``poolSize`` (10 per CPU), ``poolTimeout`` (readTimeout + 1s); Dapr's defaults. A timeout
+<= 0 means none.
+
+A backend that accepts connections but never answers fails a call after the timeout that applies, with a
+message naming it and the address. Retries are for broken connections only: a command that timed out is
+not sent again (the backend that did not answer will not answer a resend sooner, and a write may have been
+applied), so a call waits at most one timeout rather than ``maxRetries + 1`` of them.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from building_blocks.component import Metadata
 from building_blocks.errors import ComponentError
@@ -43,7 +50,7 @@ __all__ = (
 def pool_options(meta: Metadata) -> dict[str, Any]:
     """Keyword arguments of ``LeanConnectionPool`` for the connection metadata."""
     host, port = split_address(meta.text("redisHost", required=True), meta.integer("redisPort", 6379))
-    read_timeout = meta.duration("readTimeout", 3.0)
+    read_timeout = _timeout(meta, "readTimeout", 3.0)
     retries = meta.integer("redisMaxRetries", meta.integer("maxRetries", 3))
     options: dict[str, Any] = {
         "host": host,
@@ -51,15 +58,28 @@ def pool_options(meta: Metadata) -> dict[str, Any]:
         "db": meta.integer("redisDB", 0),
         "username": meta.text("redisUsername") or None,
         "password": meta.text("redisPassword") or None,
-        "socket_connect_timeout": meta.duration("dialTimeout", 5.0),
-        "socket_timeout": read_timeout if read_timeout > 0 else None,
-        "retry": Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.008), max(retries, 0)),
+        "socket_connect_timeout": _timeout(meta, "dialTimeout", 5.0),
+        "socket_timeout": read_timeout,
+        "write_timeout": _timeout(meta, "writeTimeout", read_timeout or 0.0),
+        "retry": Retry(
+            ExponentialWithJitterBackoff(cap=2.0, base=0.008), max(retries, 0), supported_errors=(ConnectionError,)
+        ),
         "max_connections": meta.integer("poolSize", 10 * (os.cpu_count() or 1)),
-        "timeout": meta.duration("poolTimeout", max(read_timeout, 0) + 1.0),
+        "timeout": meta.duration("poolTimeout", (read_timeout or 0.0) + 1.0),
     }
     if meta.boolean("enableTLS", False):
         options["connection_class"] = LeanSSLConnection
     return options
+
+
+def _timeout(meta: Metadata, name: str, default: float) -> float | None:
+    """A timeout in seconds, None for none (<= 0, as go-redis reads -1)."""
+    value = meta.duration(name, default)
+    return value if value > 0 else None
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:g}s"
 
 
 def _sent_directly(connection: AbstractConnection, command: bytes | str | Iterable[bytes]) -> bool:
@@ -79,20 +99,76 @@ def _sent_directly(connection: AbstractConnection, command: bytes | str | Iterab
     return True
 
 
-class LeanConnection(Connection):
+class _LeanSending(AbstractConnection):
+    """What ``LeanConnection`` adds to redis-py's connections: the direct write, ``writeTimeout``, and timeout
+    messages that say what timed out, after how long, and where."""
+
+    def __init__(self, *, write_timeout: float | None = -1.0, **options: Any) -> None:
+        """``write_timeout``: seconds, None for none; negative (the default) for ``socket_timeout``."""
+        super().__init__(**options)
+        as_reads = write_timeout is not None and write_timeout < 0
+        self.write_timeout = self.socket_timeout if as_reads else write_timeout
+
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+        if _sent_directly(self, command):
+            writer = self._writer
+            if writer is not None and writer.transport.get_write_buffer_size():
+                await self._drained()  # the socket did not take it all (a large command, or a stalled backend)
+            return
+        if not self.is_connected:
+            await self.connect_check_health(check_health=False)
+        read_timeout, self.socket_timeout = self.socket_timeout, self.write_timeout  # redis-py bounds writes by it
+        try:
+            await super().send_packed_command(command, check_health)
+        except RedisTimeoutError:
+            raise RedisTimeoutError(
+                self.timed_out("sending a command to", "writeTimeout", self.write_timeout)
+            ) from None
+        finally:
+            self.socket_timeout = read_timeout
+
+    async def _drained(self) -> None:
+        """Waits, at most ``writeTimeout``, until the buffered command is (mostly) on its way."""
+        assert self._writer is not None
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                await self._writer.drain()
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            message = self.timed_out("sending a command to", "writeTimeout", self.write_timeout)
+            raise RedisTimeoutError(message) from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise ConnectionError(f"Error while writing to {self._host_error()}: {exc}") from exc
+
+    async def read_response(self, disable_decoding: bool = False, timeout: float | None = None, **options: Any) -> Any:
+        try:
+            return await super().read_response(disable_decoding, timeout, **options)
+        except RedisTimeoutError:
+            raise RedisTimeoutError(
+                self.timed_out("waiting for a reply from", "readTimeout", self.socket_timeout)
+            ) from None
+
+    async def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        try:
+            await super().connect_check_health(check_health, retry_socket_connect)
+        except RedisTimeoutError as exc:
+            if "connecting" not in str(exc):
+                raise  # the handshake's reply timed out: already said so
+            timeout = self.socket_connect_timeout
+            raise RedisTimeoutError(self.timed_out("connecting to", "dialTimeout", timeout)) from None
+
+    def timed_out(self, doing: str, setting: str, seconds: float | None) -> str:
+        host, port = getattr(self, "host", "?"), getattr(self, "port", "?")
+        return f"timed out after {_seconds(seconds)} {doing} Redis at {host}:{port} ({setting})"
+
+
+class LeanConnection(_LeanSending, Connection):
     """redis-py's connection; a command goes straight to the socket when its buffer is empty."""
 
-    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
-        if not _sent_directly(self, command):
-            await super().send_packed_command(command, check_health)
 
-
-class LeanSSLConnection(SSLConnection):
+class LeanSSLConnection(_LeanSending, SSLConnection):
     """``LeanConnection`` over TLS."""
-
-    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
-        if not _sent_directly(self, command):
-            await super().send_packed_command(command, check_health)
 
 
 class LeanConnectionPool(ConnectionPool):
@@ -127,7 +203,7 @@ class LeanConnectionPool(ConnectionPool):
                 else:
                     self._discard(waiter)
                 if isinstance(exc, TimeoutError):
-                    raise ConnectionError("No connection available.") from None
+                    raise ConnectionError(self.exhausted()) from None
                 raise
         self._in_use_connections.add(connection)
         try:
@@ -149,6 +225,13 @@ class LeanConnectionPool(ConnectionPool):
             await connection.disconnect()
         self._available_connections.append(connection)
         self._wake_one()
+
+    def exhausted(self) -> str:
+        where = f"{self.connection_kwargs.get('host')}:{self.connection_kwargs.get('port')}"
+        return (
+            f"timed out after {_seconds(self.timeout)} waiting for one of the {self.max_connections} connections"
+            f" to Redis at {where} (poolTimeout): all are busy"
+        )
 
     def _wake_one(self) -> None:
         while self._waiters:

@@ -347,10 +347,17 @@ _RENDERERS: dict[type[Exception], Callable[[Any, str], Response]] = {
 
 
 def render_error(error: Exception, app_id: str) -> Response:
-    """Dapr's response for ``error``; the most specific entry of the table wins (MRO order)."""
+    """Dapr's response for ``error``; the most specific entry of the table wins (MRO order).
+
+    Client input never gets past the table: every mistake a request can make is a domain error. Anything
+    else is a bug of the sidecar, logged with its traceback and answered with Dapr's generic ``ERROR``."""
     for kind in type(error).__mro__:
         renderer = _RENDERERS.get(kind)
         if renderer is not None:
             return renderer(error, app_id)
-    log.error("unexpected error", exc_info=error)
+    log.error(
+        "BUG: %s is not a domain error; answering 500 ERROR. Raise a building_blocks.errors error instead.",
+        type(error).__name__,
+        exc_info=error,
+    )
     return error_response(500, "ERROR", str(error) or type(error).__name__)

@@ -9,6 +9,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from building_blocks import jsoncodec
 from building_blocks.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -49,13 +50,14 @@ def metadata_from_query(raw: bytes) -> dict[str, str]:
 
 
 async def json_body(request: Request, prefix: str = "") -> Any:
-    """The decoded JSON body; ``InvalidRequest`` with a decoder message when it is not JSON."""
+    """The decoded JSON body (as deep as Dapr takes it); ``InvalidRequest`` with a decoder message when it is
+    not JSON."""
     body = await request.body()
     if not body.strip():
         raise InvalidRequest(f"{prefix}EOF")
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return jsoncodec.loads(body)
+    except ValueError as exc:
         raise InvalidRequest(f"{prefix}{exc}") from None
 
 
@@ -82,9 +84,7 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
 
 
 def raw_json(value: bytes) -> Any:
-    """A stored value to embed in a JSON response: as-is when it is JSON, else as a JSON string."""
-    try:
-        orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return value.decode(errors="replace")
-    return orjson.Fragment(value)
+    """A stored value to embed in a JSON response: as-is when it is JSON (however deep), else as a JSON string."""
+    if jsoncodec.is_json(value):
+        return orjson.Fragment(value)
+    return value.decode(errors="replace")

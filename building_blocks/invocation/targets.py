@@ -45,8 +45,35 @@ def same_namespace(a: str, b: str) -> bool:
     return (a or "default") == (b or "default")
 
 
+def _digits(port: str) -> bool:
+    return not port or (port.isascii() and port.isdigit())
+
+
+def _url_problem(url: str) -> str:
+    """What Go's ``url.Parse`` (which daprd applies to a URL app id) finds wrong with ``url``, or ""."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return "net/url: invalid control character in URL"
+    authority = url.split("://", 1)[1]
+    host = authority[: next((i for i, c in enumerate(authority) if c in "/?#"), len(authority))].rpartition("@")[2]
+    if host.startswith("["):
+        closing = host.find("]")
+        if closing < 0:
+            return "missing ']' in host"
+        port = host[closing + 1 :]
+        if port and not (port.startswith(":") and _digits(port[1:])):
+            return f'invalid port "{port}" after host'
+        return ""
+    _, colon, port = host.rpartition(":")
+    if colon and not _digits(port):
+        return f'invalid port ":{port}" after host'
+    return ""
+
+
 def parse_target(raw: str, own_app_id: str, own_namespace: str, endpoints: Mapping[str, HttpEndpoint]) -> Target:
+    """What ``raw`` names; ``InvocationFailed`` when it can't name anything (an unparsable URL, too many dots)."""
     if raw.startswith(("http://", "https://")):
+        if problem := _url_problem(raw):
+            raise InvocationFailed(raw, f"parse {orjson.dumps(raw).decode()}: {problem}")
         return Target(raw, TargetKind.EXTERNAL, raw, base_url=raw)
     endpoint = endpoints.get(raw)
     if endpoint is not None:

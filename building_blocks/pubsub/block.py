@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
+from building_blocks import jsoncodec
 from building_blocks.block import Block
 from building_blocks.component import ComponentContext
 from building_blocks.errors import (
@@ -39,6 +39,13 @@ _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 _CLOUDEVENT_OVERRIDE = "cloudevent."
 _MISMATCH = "mismatch between contentType and event"
+_MAX_DURATION_NS = 2**63 - 1  # Go's time.Duration
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+_GO_DURATION = re.compile(r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+")
+_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+# Go decodes a bulk publish entry's field names case-insensitively.
+_ENTRY_FIELDS = {name.lower(): name for name in ("entryId", "event", "contentType", "metadata")}
 
 
 def _raw_payload(pubsub: str, topic: str, metadata: Mapping[str, str]) -> bool:
@@ -52,17 +59,39 @@ def _raw_payload(pubsub: str, topic: str, metadata: Mapping[str, str]) -> bool:
     raise PublishMetadataInvalid(pubsub, topic, f"rawPayload value must be a valid boolean: actual is '{value}'")
 
 
-def _expiration(metadata: Mapping[str, str]) -> str | None:
-    raw = metadata.get("ttlInSeconds")
+def _duration_ns(text: str) -> int | None:
+    """Go's ``time.ParseDuration`` in nanoseconds; None when Go refuses the text (or it overflows)."""
+    if text in ("0", "+0", "-0"):
+        return 0
+    if not _GO_DURATION.fullmatch(text):
+        return None
+    total = sum(float(number) * _UNIT_NS[unit] for number, unit in _DURATION_PART.findall(text.lstrip("+-")))
+    if total > _MAX_DURATION_NS:
+        return None
+    return -int(total) if text.startswith("-") else int(total)
+
+
+def _ttl_ns(metadata: Mapping[str, str]) -> int | None:
+    """The message TTL as Dapr reads it (``metadata.TryGetTTL``): ``ttl`` or ``ttlInSeconds``, a Go duration
+    or a positive number of seconds (capped at Go's longest duration). Dapr ignores a value it cannot parse,
+    so None for those as for none."""
+    lowered = {name.lower(): value for name, value in metadata.items()}
+    raw = lowered.get("ttl") or lowered.get("ttlinseconds")
     if not raw:
         return None
-    try:
-        seconds = int(raw)
-    except ValueError:
+    duration = _duration_ns(raw)
+    if duration is not None:
+        return max(duration, 0)
+    if not _GO_INT.fullmatch(raw) or not 0 < int(raw) < 2**63:
         return None
-    if seconds <= 0:
+    return min(int(raw) * 10**9, _MAX_DURATION_NS)
+
+
+def _expiration(metadata: Mapping[str, str]) -> str | None:
+    ttl = _ttl_ns(metadata)
+    if ttl is None:
         return None
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (datetime.now(UTC) + timedelta(microseconds=ttl // 1000)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _entry_bytes(event: Any, content_type: str) -> bytes | None:
@@ -78,8 +107,42 @@ def _entry_bytes(event: Any, content_type: str) -> bytes | None:
     if base.startswith("text/") or base == "application/xml":
         return event.encode() if isinstance(event, str) else None
     if base in ("application/json", CLOUDEVENT_CONTENT_TYPE) or base.endswith("+json"):
-        return orjson.dumps(event)
+        return jsoncodec.dumps(event)
     return None
+
+
+def _go_type(value: Any) -> str:
+    """The JSON type of ``value`` in the words of Go's decoder errors."""
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _entry_fields(entry: Any) -> dict[str, Any] | str:
+    """A bulk publish entry's fields, or the Go decoder's complaint about it (Dapr decodes every entry into
+    ``{entryId, event, contentType string; metadata map[string]string}`` before looking at any)."""
+    if entry is None:
+        return {}
+    where = "Go struct field bulkPublishMessageEntry"
+    if not isinstance(entry, dict):
+        return f"json: cannot unmarshal {_go_type(entry)} into Go value of type http.bulkPublishMessageEntry"
+    fields = {_ENTRY_FIELDS[k.lower()]: v for k, v in entry.items() if k.lower() in _ENTRY_FIELDS}
+    for name in ("entryId", "contentType"):
+        value = fields.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"json: cannot unmarshal {_go_type(value)} into {where}.{name} of type string"
+    metadata = fields.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            return f"json: cannot unmarshal {_go_type(metadata)} into {where}.metadata of type map[string]string"
+        for value in metadata.values():
+            if value is not None and not isinstance(value, str):
+                return f"json: cannot unmarshal {_go_type(value)} into {where}.metadata of type string"
+    return fields
 
 
 class PubSubBlock(Block[PubSub]):
@@ -124,8 +187,8 @@ class PubSubBlock(Block[PubSub]):
             return body
         if content_type.split(";", 1)[0].strip().lower() == CLOUDEVENT_CONTENT_TYPE:
             try:
-                event = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
+                event = jsoncodec.loads(body)
+            except ValueError as exc:
                 raise EventInvalid(name, topic, str(exc)) from None
             if not isinstance(event, dict):
                 raise EventInvalid(name, topic, "a CloudEvent must be a JSON object")
@@ -145,7 +208,7 @@ class PubSubBlock(Block[PubSub]):
             )
         if Feature.MESSAGE_TTL not in pubsub.features and (expiration := _expiration(metadata)):
             event["expiration"] = expiration
-        return orjson.dumps(event)
+        return jsoncodec.dumps(event)
 
     async def publish(
         self,
@@ -171,30 +234,24 @@ class PubSubBlock(Block[PubSub]):
     ) -> None:
         """Dapr's bulk publish body; raises ``BulkPublishFailed`` listing the entries that failed."""
         pubsub = self._publishable(name, topic)
-        try:
-            entries = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            entries = exc
-        if not isinstance(entries, list):
-            detail = entries if isinstance(entries, Exception) else "the body must be a JSON array"
-            message = f"error when unmarshaling the request for topic {topic} pubsub {name}: {detail}"
-            raise BulkEventsInvalid(name, topic, "unmarshal", message)
+        entries = self._bulk_entries(name, topic, body)
         ids: list[str] = []
         requests: list[PublishRequest] = []
         for entry in entries:
-            entry_id = entry.get("entryId") if isinstance(entry, dict) else None
-            if not isinstance(entry_id, str) or not entry_id or entry_id in ids:
-                message = f"error: entryId is duplicated or not present for entry: {orjson.dumps(entry).decode()}"
-                raise BulkEventsInvalid(name, topic, "entry", message)
-            ids.append(entry_id)
-            content_type = str(entry.get("contentType") or "")
+            content_type = entry.get("contentType") or ""
             data = _entry_bytes(entry.get("event"), content_type)
             if data is None:
-                message = (
-                    f"error when marshaling the event for entry {entry_id}: mismatch between contentType and event"
-                )
+                message = f"error when marshalling cloud event envelope for topic {topic} pubsub {name}: {_MISMATCH}"
                 raise BulkEventsInvalid(name, topic, "envelope", message)
-            entry_metadata = {**metadata, **{str(k): str(v) for k, v in (entry.get("metadata") or {}).items()}}
+            entry_id = entry.get("entryId") or ""
+            if not entry_id or entry_id in ids:
+                message = (
+                    f"error marshaling events to bytes for topic {topic} pubsub {name}. "
+                    "error: entryId is duplicated or not present for entry"
+                )
+                raise BulkEventsInvalid(name, topic, "entry", message)
+            ids.append(entry_id)
+            entry_metadata = {**metadata, **{k: v or "" for k, v in (entry.get("metadata") or {}).items()}}
             envelope = self._envelope(pubsub, topic, data, content_type, entry_metadata, trace)
             requests.append(PublishRequest(topic, envelope, entry_metadata, content_type))
         if not requests:
@@ -203,6 +260,26 @@ class PubSubBlock(Block[PubSub]):
         failures = [(entry_id, str(error)) for entry_id, error in zip(ids, outcomes, strict=True) if error is not None]
         if failures:
             raise BulkPublishFailed(name, topic, failures)
+
+    @staticmethod
+    def _bulk_entries(name: str, topic: str, body: bytes) -> list[dict[str, Any]]:
+        """The entries of a bulk publish body, each field of the type Dapr decodes it into."""
+        try:
+            entries = jsoncodec.loads(body)
+        except ValueError as exc:
+            detail: str = str(exc)
+        else:
+            if entries is None:  # Go decodes null into an empty slice
+                return []
+            if isinstance(entries, list):
+                fields = [_entry_fields(entry) for entry in entries]
+                if not (detail := next((f for f in fields if isinstance(f, str)), "")):
+                    return [f for f in fields if isinstance(f, dict)]
+            else:
+                target = "[]http.bulkPublishMessageEntry"
+                detail = f"json: cannot unmarshal {_go_type(entries)} into Go value of type {target}"
+        message = f"error when unmarshaling the request for topic {topic} pubsub {name}: {detail}"
+        raise BulkEventsInvalid(name, topic, "unmarshal", message)
 
     # -- subscriptions -----------------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from building_blocks import jsoncodec
+
 __all__ = ("DEFAULT_TYPE", "complete_user_event", "new_event", "raw_payload_event", "rfc3339_now")
 
 DEFAULT_TYPE = "com.dapr.event.sent"
@@ -28,11 +30,12 @@ def _is_json(content_type: str) -> bool:
 
 
 def _data_fields(body: bytes, content_type: str) -> dict[str, Any]:
+    """``data`` of the envelope. A JSON body goes in as the app wrote it, byte for byte: Dapr only checks that
+    it parses (and would re-encode it), so decoding it here would cost time and risk its depth or numbers."""
     if _is_json(content_type):
-        try:
-            return {"data": orjson.loads(body)}
-        except orjson.JSONDecodeError:
-            return {"data": body.decode(errors="replace")}
+        if jsoncodec.is_json(body):
+            return {"data": orjson.Fragment(body)}
+        return {"data": body.decode(errors="replace")}
     if content_type.split(";", 1)[0].strip().lower() == "application/octet-stream":
         return {"data_base64": base64.b64encode(body).decode()}
     return {"data": body.decode(errors="replace")}

@@ -8,11 +8,11 @@ layer can report them with the operation's own Dapr code.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
-import orjson
-
+from building_blocks import jsoncodec
 from building_blocks.block import Block
 from building_blocks.component import ComponentContext
 from building_blocks.errors import (
@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _ITEM_FIELDS = {"key", "value", "etag", "metadata", "options", "contentType"}
 _CANONICAL = {name.lower(): name for name in _ITEM_FIELDS}
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+_INT64 = range(-(2**63), 2**63)
+#: The TTLs Dapr's stores take (``state/utils.ParseTTL``): -1 (none) up to a 32-bit number of seconds.
+_TTL = range(-1, 2**31)
 
 
 class _Entry:
@@ -79,14 +83,26 @@ def _consistency(value: Any) -> Consistency:
         raise InvalidOption(f"unrecognized consistency model '{value}'") from None
 
 
+def _read_consistency(value: str) -> Consistency:
+    """A read's consistency: Dapr's stores ignore the value on reads, so an unknown one means eventual."""
+    return Consistency.STRONG if value == Consistency.STRONG else Consistency.EVENTUAL
+
+
 def _ttl(metadata: Mapping[str, str]) -> int | None:
+    """``ttlInSeconds`` as Dapr's stores parse it (Go's ``strconv.ParseInt``, then their range): a bad value is
+    the store refusing the write (500), as in Dapr."""
     raw = metadata.get("ttlInSeconds")
     if raw is None or raw == "":
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidOption(f"ttlInSeconds must be an integer, got '{raw}'") from None
+    prefix = "incorrect value for metadata 'ttlInSeconds': "
+    if not _GO_INT.fullmatch(raw):
+        raise InvalidOption(f'{prefix}strconv.ParseInt: parsing "{raw}": invalid syntax')
+    ttl = int(raw)
+    if ttl not in _INT64:
+        raise InvalidOption(f'{prefix}strconv.ParseInt: parsing "{raw}": value out of range')
+    if ttl not in _TTL:
+        raise InvalidOption(f"{prefix}must be -1 or greater")
+    return ttl
 
 
 def _required_key(key: Any, where: str) -> str:
@@ -99,11 +115,24 @@ def _required_key(key: Any, where: str) -> str:
     raise InvalidRequest('"key" is a required field')
 
 
-def _options(value: Any) -> Mapping[str, Any]:
+def _options(value: Any, where: str) -> Mapping[str, Any]:
+    """An item's ``options``: its fields must be strings (Go decodes them into string fields); their values
+    are the store's business (``_concurrency``, ``_consistency``)."""
     if value is None:
         return NO_METADATA
+    option_type = "SetStateOption" if where != "DeleteRequest" else "DeleteStateOption"
     if not isinstance(value, dict):
-        raise InvalidRequest("json: cannot unmarshal options into Go struct field of type StateOption")
+        raise InvalidRequest(
+            f"json: cannot unmarshal {_json_type(value)} into Go struct field {where}.options of type "
+            f"state.{option_type}"
+        )
+    for name in ("concurrency", "consistency"):
+        option = value.get(name)
+        if option is not None and not isinstance(option, str):
+            raise InvalidRequest(
+                f"json: cannot unmarshal {_json_type(option)} into Go struct field "
+                f"{option_type}.options.{name} of type string"
+            )
     return value
 
 
@@ -208,11 +237,11 @@ class StateBlock(Block[StateStore]):
         fields = _fields(item, where)
         key = _required_key(fields.get("key"), where)
         metadata = _merged(_string_map(fields.get("metadata"), "metadata"), query_metadata)
-        options = _options(fields.get("options"))
+        options = _options(fields.get("options"), where)
         content_type = fields.get("contentType") or metadata.get("contentType")
         return SetRequest(
             key=self._key(entry, key),
-            value=orjson.dumps(fields.get("value")),
+            value=jsoncodec.dumps(fields.get("value")),
             etag=_etag(fields.get("etag"), where),
             metadata=metadata,
             concurrency=_concurrency(options.get("concurrency")),
@@ -223,7 +252,7 @@ class StateBlock(Block[StateStore]):
 
     def _delete_request(self, entry: _Entry, item: Any, query_metadata: Mapping[str, str]) -> DeleteRequest:
         fields = _fields(item, "DeleteRequest")
-        options = _options(fields.get("options"))
+        options = _options(fields.get("options"), "DeleteRequest")
         return DeleteRequest(
             self._key(entry, _required_key(fields.get("key"), "DeleteRequest")),
             _etag(fields.get("etag"), "DeleteRequest"),
@@ -238,7 +267,7 @@ class StateBlock(Block[StateStore]):
         self, name: str, key: str, consistency: str = "", metadata: Mapping[str, str] = NO_METADATA
     ) -> GetResponse | None:
         entry = self._entry(name)
-        request = GetRequest(self._key(entry, key), metadata, _consistency(consistency))
+        request = GetRequest(self._key(entry, key), metadata, _read_consistency(consistency))
         return await self._do(Operation.STATE_GET, name, key, entry.store.get(request))
 
     async def save(self, name: str, items: Any, query_metadata: Mapping[str, str] = NO_METADATA) -> None:

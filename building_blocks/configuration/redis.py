@@ -32,7 +32,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError, ResponseError
 
-from building_blocks._common.redis import ComponentClient, Script, pool_options, translated
+from building_blocks._common.redis import ComponentClient, LeanConnection, Script, pool_options, translated
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.configuration.base import (
     ConfigurationItem,
@@ -104,6 +104,7 @@ class RedisConfigurationStore(ConfigurationStore):
             k: v for k, v in self._connection.options.items() if k not in ("max_connections", "timeout")
         }
         self._connection_options["socket_keepalive"] = True
+        self._connection_options.setdefault("connection_class", LeanConnection)  # writeTimeout and its messages
         self._connection_options["client_name"] = f"layotto-configuration-{self.name}"
         self._timeout = meta.duration("readTimeout", 3.0) + meta.duration("dialTimeout", 5.0)
         self._prefix = f"__keyspace@{self._db}__:"

@@ -184,12 +184,9 @@ async def test_every_field_of_every_body_with_a_wrong_type(sidecar: Sidecar) -> 
             ["items", "items.0", "items.0.key", "items.0.value", "items.0.metadata", "items.0.metadata.a", "metadata"],
         ),
     }
-    before = await sidecar.client.get("/v1.0/state/statestore/k")
     for endpoint, cases in bodies.items():
         for label, body in cases:
             assert_dapr_error(await sidecar.client.post(endpoint, content=body), (endpoint, label))
-    # The state requests above that failed changed nothing; the ones Dapr accepts rewrote "k" with valid data.
-    assert before.status_code == 204 or (await sidecar.client.get("/v1.0/state/statestore/k")).status_code == 200
 
 
 BOGUS = ["bogus", "", "99999999999999999999", "-1", "1e3", "%FF", "1h", "-5s", "true"]

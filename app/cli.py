@@ -16,10 +16,12 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
 
+from app.invocation.hop_server import bind_internal, internal_config
 from app.main import create_app
 from app.runtime import Runtime
 from app.settings import Settings
@@ -62,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dapr-http-port", "-H", type=int, help="HTTP API port (default: $DAPR_HTTP_PORT or 3500)")
     run.add_argument("--dapr-listen-addresses", help="address the API listens on (default 127.0.0.1)")
     run.add_argument(
+        "--dapr-internal-grpc-port",
+        "-I",
+        type=int,
+        help="port other sidecars call this one on, HTTP/1.1 here (default: $DAPR_INTERNAL_GRPC_PORT or a free port)",
+    )
+    run.add_argument(
+        "--internal-token-file",
+        type=Path,
+        help="the hop secret shared by the sidecars (default ~/.layotto/internal-token)",
+    )
+    run.add_argument("--internal-tls-cert-file", type=Path, help="this sidecar's certificate for mutual TLS on the hop")
+    run.add_argument("--internal-tls-key-file", type=Path, help="the private key of --internal-tls-cert-file")
+    run.add_argument("--internal-tls-ca-file", type=Path, help="the CA that signs every sidecar's certificate")
+    run.add_argument(
         "--resources-path",
         "--components-path",
         "-d",
@@ -93,6 +109,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         app_channel_address=args.app_channel_address,
         http_port=args.dapr_http_port,
         listen_address=args.dapr_listen_addresses,
+        internal_port=args.dapr_internal_grpc_port,
+        internal_token_file=args.internal_token_file,
+        internal_tls_cert_file=args.internal_tls_cert_file,
+        internal_tls_key_file=args.internal_tls_key_file,
+        internal_tls_ca_file=args.internal_tls_ca_file,
         resources_paths=tuple(args.resources_path) if args.resources_path else None,
         log_level=level,
         max_body_size=args.max_body_size,
@@ -107,6 +128,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _app_environment(settings: Settings) -> dict[str, str]:
     env = dict(settings.environ)
+    env.pop("LAYOTTO_INTERNAL_TOKEN", None)  # the hop secret is the sidecars', never the app's
     env.update(
         APP_ID=settings.app_id,
         APP_CHANNEL_ADDRESS=settings.app_channel_address,
@@ -127,12 +149,19 @@ class _Server(uvicorn.Server):
 
 
 async def _serve(settings: Settings, command: Sequence[str]) -> int:
+    try:
+        internal_socket = bind_internal(settings)
+    except OSError as exc:
+        print(f"layotto: cannot listen on internal port {settings.internal_port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    settings = replace(settings, internal_port=internal_socket.getsockname()[1])  # advertised as bound
     runtime = Runtime(settings)
     try:
         await runtime.prepare()
     except SpecError as exc:
         print(f"layotto: {exc}", file=sys.stderr)
         await runtime.close()
+        internal_socket.close()
         return 1
     config = uvicorn.Config(
         create_app(settings, runtime).front,  # the front door itself: one call less per request
@@ -148,6 +177,7 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         server_header=False,
     )
     server = _Server(config)
+    internal = _Server(internal_config(settings, runtime))
     exit_code = 0
     child: asyncio.subprocess.Process | None = None
     loop = asyncio.get_running_loop()
@@ -155,7 +185,7 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
     def stop(code: int) -> None:
         nonlocal exit_code
         exit_code = exit_code or code
-        server.should_exit = True
+        server.should_exit = internal.should_exit = True
 
     def on_signal(signum: int) -> None:
         if child is not None and child.returncode is None:
@@ -180,7 +210,7 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         code = await process.wait()
         log.info("app command exited with code %d", code)
         exit_code = code if code >= 0 else 128 - code
-        server.should_exit = True
+        server.should_exit = internal.should_exit = True
 
     watcher: asyncio.Task[None] | None = None
     if command:
@@ -193,9 +223,13 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         runtime.extended.update(appPID=str(child.pid), appCommand=" ".join(command))
         watcher = asyncio.create_task(watch_child(child))
     runtime.extended["cliPID"] = str(os.getpid())
+    hop = asyncio.create_task(internal.serve(sockets=[internal_socket]))
+    hop.add_done_callback(lambda _: None if server.should_exit else stop(1))  # the hop's listener failed
     try:
         await server.serve()
     finally:
+        internal.should_exit = True
+        await hop
         if child is not None and child.returncode is None:
             child.terminate()
             try:
@@ -204,7 +238,7 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
                 child.kill()
         if watcher is not None:
             await watcher
-    if not server.started and not exit_code:
+    if not (server.started and internal.started) and not exit_code:
         exit_code = 1  # e.g. the port was taken; uvicorn has said why
     return exit_code
 

@@ -1,7 +1,9 @@
-"""A lean HTTP/1.1 client for the sidecar's hot paths: the local app and other sidecars (plain HTTP).
+"""A lean HTTP/1.1 client for the sidecar's hot paths: the local app and other sidecars.
 
 asyncio transports and protocols with httptools' response parser, and one keep-alive pool per
-``host:port`` (idle connections, most recently used first). One request in flight per connection.
+``host:port`` (idle connections, most recently used first). One request in flight per connection. Plain
+HTTP, or TLS for every connection of a client made with an ``ssl`` context (the hop's mutual TLS); a TLS
+connection costs its handshake once, then is reused like any other.
 
 * Request bodies are bytes (sent with the head in one write) or an async iterable streamed as it is read,
   framed by ``Content-Length`` when the length is known, chunked otherwise; writes respect the transport's
@@ -15,7 +17,8 @@ asyncio transports and protocols with httptools' response parser, and one keep-a
   (``GET``, ``HEAD``, ``OPTIONS``, ``TRACE``) without a streamed body is sent once more on a new connection
   when a reused one turns out to be closed before any answer arrived (the race of a server's keep-alive
   timeout).
-* Errors: ``ConnectError`` (nothing was sent: refused, unreachable), ``ConnectTimeout`` (a subclass),
+* Errors: ``ConnectError`` (nothing was sent: refused, unreachable, TLS handshake failed),
+  ``ConnectTimeout`` (a subclass),
   ``ConnectionBroken`` (reset or closed before the answer was complete), ``ProtocolError`` (an answer
   that isn't HTTP/1.x). Exceptions raised by a request body iterator propagate unchanged.
 """
@@ -27,8 +30,9 @@ import collections
 import contextlib
 import re
 import socket
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import cast
+from typing import Any, cast
 
 import httptools
 
@@ -413,11 +417,15 @@ def _host_header(host: str, port: int) -> bytes:
 
 
 class HttpClient:
-    """Keep-alive pools of plain HTTP/1.1 connections, one per ``host:port``."""
+    """Keep-alive pools of HTTP/1.1 connections, one per ``host:port``; over TLS with ``tls``."""
 
-    def __init__(self, connect_timeout: float | None = 5.0, max_idle_per_host: int = 64) -> None:
+    def __init__(
+        self, connect_timeout: float | None = 5.0, max_idle_per_host: int = 64, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.connect_timeout = connect_timeout
         self.max_idle_per_host = max_idle_per_host
+        #: TLS for every connection: the handshake is bounded by the connect timeout too.
+        self._tls: dict[str, Any] = {"ssl": tls, "ssl_handshake_timeout": connect_timeout} if tls else {}
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._all: set[_Connection] = set()
         self._closed = False
@@ -478,7 +486,7 @@ class HttpClient:
         host, port = key
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, connection = await loop.create_connection(lambda: _Connection(self, key), host, port)
+                _, connection = await loop.create_connection(lambda: _Connection(self, key), host, port, **self._tls)
         except TimeoutError:
             raise ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except ConnectionRefusedError:

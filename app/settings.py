@@ -1,7 +1,8 @@
 """The runtime's settings: the one place that reads the environment.
 
 Precedence: command-line flags, then the environment variables Dapr uses (``APP_ID``, ``APP_PORT``,
-``DAPR_HTTP_PORT``, ``DAPR_API_TOKEN``, ``APP_API_TOKEN``, ``NAMESPACE``...), then defaults.
+``DAPR_HTTP_PORT``, ``DAPR_API_TOKEN``, ``APP_API_TOKEN``, ``NAMESPACE``...) and Layotto's own
+(``LAYOTTO_INTERNAL_*``, the sidecar-to-sidecar hop's credentials), then defaults.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ DEFAULT_RESOURCES_PATH = Path(__file__).resolve().parent.parent / "component_spe
 
 def _int(value: str | None) -> int | None:
     return int(value) if value not in (None, "") else None
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,14 @@ class Settings:
     #: The address other sidecars reach this one at (``DAPR_HOST_IP``); "" = the listen address, or
     #: 127.0.0.1 when listening on every interface.
     host_address: str = ""
+    #: The internal listener for the sidecar-to-sidecar hop (``--dapr-internal-grpc-port``; HTTP/1.1 here);
+    #: 0 = a free port chosen at start. Its credentials: ``app.invocation.hop_security``.
+    internal_port: int = 0
+    internal_token: str = field(default="", repr=False)
+    internal_token_file: Path | None = None
+    internal_tls_cert_file: Path | None = None
+    internal_tls_key_file: Path | None = None
+    internal_tls_ca_file: Path | None = None
     #: The environment as the sidecar saw it at start, for ``envRef`` and child processes.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -63,6 +76,12 @@ class Settings:
             "api_token": env.get("DAPR_API_TOKEN", ""),
             "app_api_token": env.get("APP_API_TOKEN", ""),
             "host_address": env.get("DAPR_HOST_IP", ""),
+            "internal_port": _int(env.get("DAPR_INTERNAL_GRPC_PORT")) or 0,
+            "internal_token": env.get("LAYOTTO_INTERNAL_TOKEN", ""),
+            "internal_token_file": _path(env.get("LAYOTTO_INTERNAL_TOKEN_FILE")),
+            "internal_tls_cert_file": _path(env.get("LAYOTTO_INTERNAL_TLS_CERT_FILE")),
+            "internal_tls_key_file": _path(env.get("LAYOTTO_INTERNAL_TLS_KEY_FILE")),
+            "internal_tls_ca_file": _path(env.get("LAYOTTO_INTERNAL_TLS_CA_FILE")),
         }
         settings = cls(environ=env, **from_env)
         return replace(settings, **{name: value for name, value in flags.items() if value is not None})

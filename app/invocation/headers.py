@@ -1,7 +1,10 @@
 """Which headers cross an invocation, in both directions (Dapr's rules), and W3C trace context.
 
 Hop-by-hop headers (and any named in ``Connection``) never cross; neither do ``Host``, ``Content-Length``
-(recomputed), ``dapr-app-id`` and ``dapr-api-token``. Headers keep their order and repeated values.
+(recomputed), ``dapr-app-id``, ``dapr-api-token`` and the hop's secret. Headers keep their order and repeated
+values. The identity headers (``dapr-caller-app-id``, ``dapr-caller-namespace``, ``dapr-callee-app-id``) a
+client sends are dropped: the sidecar sets them itself (``identity``), from its own app id or from the
+authenticated hop.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ __all__ = (
     "CALLEE",
     "CALLER_ID",
     "CALLER_NAMESPACE",
-    "INTERNAL",
+    "HOP_TOKEN",
     "Headers",
+    "first",
     "forwardable",
+    "identity",
     "response_headers",
     "trace_parent",
 )
@@ -40,8 +45,10 @@ HOP_BY_HOP = frozenset(
 CALLER_ID = b"dapr-caller-app-id"
 CALLER_NAMESPACE = b"dapr-caller-namespace"
 CALLEE = b"dapr-callee-app-id"
-#: Marks a request forwarded by another sidecar: its caller headers are then kept, not overwritten.
-INTERNAL = b"layotto-internal-invoke"
+#: The hop's secret (``app.invocation.hop_security``): it authenticates one hop and goes no further.
+HOP_TOKEN = b"layotto-internal-token"
+#: The marker of the old hop on the public port; never honoured, never passed on.
+_OLD_MARKER = b"layotto-internal-invoke"
 _IDENTITY = frozenset({CALLER_ID, CALLER_NAMESPACE, CALLEE})
 #: ``traceparent`` is set again by the invoker (the caller's when valid, else a new one).
 _NEVER_FORWARDED = HOP_BY_HOP | {
@@ -51,7 +58,8 @@ _NEVER_FORWARDED = HOP_BY_HOP | {
     b"dapr-api-token",
     b"expect",
     b"traceparent",
-    INTERNAL,
+    HOP_TOKEN,
+    _OLD_MARKER,
 }
 _TRACE_PARENT = re.compile(rb"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -60,12 +68,20 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     return {token.strip().lower() for name, value in headers if name == b"connection" for token in value.split(b",")}
 
 
-def forwardable(headers: Headers, keep_identity: bool = False) -> Headers:
-    """The caller's headers that go on to the target (names are lower-case in ASGI)."""
-    dropped = _NEVER_FORWARDED | _connection_tokens(headers)
-    if not keep_identity:
-        dropped = dropped | _IDENTITY
+def forwardable(headers: Headers) -> Headers:
+    """The caller's headers that go on to the target (names are lower-case in ASGI), identity excluded."""
+    dropped = _NEVER_FORWARDED | _IDENTITY | _connection_tokens(headers)
     return [(name, value) for name, value in headers if name not in dropped]
+
+
+def identity(caller_namespace: bytes, caller: bytes, callee: bytes) -> Headers:
+    """The identity headers, as the sidecar sets them."""
+    return [(CALLER_NAMESPACE, caller_namespace or b"default"), (CALLER_ID, caller), (CALLEE, callee)]
+
+
+def first(headers: Headers, name: bytes) -> bytes:
+    """The first value of header ``name`` (lower-case), or ``b""``."""
+    return next((value for header, value in headers if header == name), b"")
 
 
 def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:

@@ -1,16 +1,20 @@
 """Service invocation: one request in, relayed to its target, the target's answer relayed back.
 
     own app id        -> the local app, through the app channel
-    other app id      -> its sidecar (found by the name resolver), at ``/v1.0/invoke/<id>/method/<m>`` on
-                         its API port, marked as forwarded and authenticated with the API token when one is
-                         set; that sidecar delivers to its app
+    other app id      -> its sidecar (found by the name resolver) on its internal listener (the hop:
+                         ``app.invocation.hop_server``), authenticated by the hop's credentials, never by
+                         the app's API token; that sidecar delivers to its app
     URL / HTTPEndpoint -> the external service
 
-Bodies stream both ways. The local app and other sidecars are reached over plain HTTP/1.1 with the lean
-keep-alive client of ``app.http_client``; HTTPEndpoints and URLs (possibly https, redirects followed)
-with httpx (``app.invocation.external``, imported on first use). Resiliency (``targets.apps.<id>``) wraps
-every attempt; see ``building_blocks.invocation.policy``. Failures become ``InvocationFailed``
-(500 ``ERR_DIRECT_INVOKE``).
+The caller identity the app sees (``dapr-caller-app-id``, ``dapr-caller-namespace``, ``dapr-callee-app-id``)
+is always set by a sidecar: by this one for its own app's calls (``invoke``, whatever the client sent), by
+the calling sidecar for hops (``serve_hop``, which only the authenticated internal listener calls).
+
+Bodies stream both ways. The local app and other sidecars are reached over HTTP/1.1 with the lean
+keep-alive client of ``app.http_client`` (TLS to other sidecars when the hop uses mutual TLS); HTTPEndpoints
+and URLs (possibly https, redirects followed) with httpx (``app.invocation.external``, imported on first
+use). Resiliency (``targets.apps.<id>``) wraps every attempt; see ``building_blocks.invocation.policy``.
+Failures become ``InvocationFailed`` (500 ``ERR_DIRECT_INVOKE``).
 """
 
 from __future__ import annotations
@@ -28,15 +32,8 @@ from app.app_health import AppHealth
 from app.errors import error_response
 from app.http_client import ConnectError, ConnectTimeout, HttpClient, HttpClientError, request_target
 from app.invocation.body import REPLAY_LIMIT, SMALL_BODY, RequestBody
-from app.invocation.headers import (
-    CALLEE,
-    CALLER_ID,
-    CALLER_NAMESPACE,
-    INTERNAL,
-    Headers,
-    forwardable,
-    trace_parent,
-)
+from app.invocation.headers import CALLER_ID, CALLER_NAMESPACE, Headers, first, forwardable, identity, trace_parent
+from app.invocation.hop_security import HopSecurity
 from app.invocation.relay import Relay, Upstream
 from app.settings import Settings
 from building_blocks.errors import InvocationFailed, LayottoError
@@ -85,19 +82,21 @@ class Invoker:
     ) -> None:
         self.app_id = settings.app_id
         self.namespace = settings.namespace
-        self.api_token = settings.api_token
         self.resolver = resolver
         self.resiliency = resiliency
         self.endpoints = dict(endpoints)
         self.channel = channel
         self.health = health
-        self.directory = Directory(resolver, settings.http_port)
+        #: The hop's credentials; the internal listener checks them too.
+        self.security = HopSecurity.from_settings(settings)
+        # other sidecars are reached, and this one is advertised, on the internal port
+        self.directory = Directory(resolver, settings.internal_port)
         self.instance = Instance(
-            settings.app_id, settings.namespace, settings.advertised_host, settings.http_port if channel else 0
+            settings.app_id, settings.namespace, settings.advertised_host, settings.internal_port if channel else 0
         )
         self.hostname = socket.gethostname()
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._peers = HttpClient(connect_timeout=CONNECT_TIMEOUT)
+        self._peers = HttpClient(connect_timeout=CONNECT_TIMEOUT, tls=self.security.client_tls)
         self._external: ExternalClient | None = None
 
     async def start(self) -> None:
@@ -122,26 +121,48 @@ class Invoker:
         return breaker
 
     async def invoke(self, request: Request, raw_target: str, method: str) -> Response:
-        verb = request.method
+        """An invocation from a client of this sidecar (the public API): the identity is set here."""
         method = normalize_method(raw_target, method)
         target = parse_target(raw_target, self.app_id, self.namespace, self.endpoints)
-        headers: Headers = request.scope["headers"]
-        internal = any(name == INTERNAL for name, _ in headers)
-        if internal and target.kind is not TargetKind.LOCAL:
+        return await self._invoke(request, raw_target, target, method, self.resiliency.app(raw_target), None)
+
+    async def serve_hop(self, request: Request, raw_target: str, method: str) -> Response:
+        """An invocation another sidecar forwards, for this sidecar's app only; its caller is that sidecar's app.
+
+        Called by the internal listener once the hop is authenticated. Resiliency was applied by the calling
+        sidecar. A hop meant for another app (a stale registry row) is answered with ``layotto-misrouted``,
+        so the caller tries the next instance.
+        """
+        method = normalize_method(raw_target, method)
+        target = parse_target(raw_target, self.app_id, self.namespace, self.endpoints)
+        if target.kind is not TargetKind.LOCAL:
             message = f"failed to invoke, id: {raw_target}, err: this sidecar serves app id {self.app_id}"
             response = error_response(500, "ERR_DIRECT_INVOKE", message)
             response.headers[MISROUTED] = "1"
             return response
+        headers: Headers = request.scope["headers"]
+        caller = identity(first(headers, CALLER_NAMESPACE), first(headers, CALLER_ID), self.app_id.encode())
+        return await self._invoke(request, raw_target, target, method, NO_POLICY, caller)
+
+    async def _invoke(
+        self,
+        request: Request,
+        raw_target: str,
+        target: Target,
+        method: str,
+        policy: TargetPolicy,
+        caller: Headers | None,
+    ) -> Response:
+        verb = request.method
         if verb == "CONNECT":
             raise InvocationFailed(raw_target, "rpc error: code = InvalidArgument desc = invalid HTTP verb")
-        policy = NO_POLICY if internal else self.resiliency.app(raw_target)
         length = request.headers.get("content-length")
         chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
         body = RequestBody(request.stream(), int(length) if length and length.isdigit() else None, chunked)
         retried = policy.retry is not None and policy.retry.max_retries != 0
         await body.buffer(REPLAY_LIMIT if retried else SMALL_BODY)
         query: bytes = request.scope["query_string"]
-        attempt = self._attempt(target, verb, method, query, headers, body, internal)
+        attempt = self._attempt(target, verb, method, query, request.scope["headers"], body, caller)
         try:
             upstream = await run(
                 raw_target,
@@ -156,18 +177,23 @@ class Invoker:
         return Relay(upstream)
 
     def _attempt(
-        self, target: Target, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody, internal: bool
+        self,
+        target: Target,
+        verb: str,
+        method: str,
+        query: bytes,
+        headers: Headers,
+        body: RequestBody,
+        caller: Headers | None,
     ) -> Callable[[], Awaitable[Upstream]]:
+        """One attempt's call; ``caller``: the identity a hop brought (``None``: this sidecar's app calls)."""
         trace = [(b"traceparent", trace_parent(headers))]
         if target.kind is TargetKind.LOCAL:
-            identity = [] if internal else self._identity(self.app_id)
-            out = forwardable(headers, keep_identity=internal) + identity + trace
+            out = forwardable(headers) + (caller or self._identity(self.app_id)) + trace
             return lambda: self._local(verb, method, query, out, body)
         if target.kind is TargetKind.REMOTE:
             out = forwardable(headers) + self._identity(target.app_id) + self._forwarded() + trace
-            out.append((INTERNAL, b"1"))
-            if self.api_token:
-                out.append((b"dapr-api-token", self.api_token.encode()))
+            out += self.security.headers()
             return lambda: self._remote(target, verb, method, query, out, body)
         replaced = {name.lower().encode() for name, _ in target.headers}
         out = [h for h in forwardable(headers) if h[0] not in replaced] + trace
@@ -175,11 +201,7 @@ class Invoker:
         return lambda: self._external_call(target, verb, method, query, out, body)
 
     def _identity(self, callee: str) -> Headers:
-        return [
-            (CALLER_NAMESPACE, (self.namespace or "default").encode()),
-            (CALLER_ID, self.app_id.encode()),
-            (CALLEE, callee.encode()),
-        ]
+        return identity(self.namespace.encode(), self.app_id.encode(), callee.encode())
 
     def _forwarded(self) -> Headers:
         host = self.instance.host
@@ -246,7 +268,8 @@ class Invoker:
             candidates = await self.directory.candidates(target.app_id, target.namespace)
         except LayottoError as exc:
             raise AttemptFailed(str(exc)) from None
-        path = request_target(f"/v1.0/invoke/{target.app_id}/method/{method}", query)
+        app = f"{target.app_id}.{target.namespace}" if target.namespace else target.app_id
+        path = request_target(f"/v1.0/invoke/{app}/method/{method}", query)
         reason = ""
         for address in candidates:
             host, port = split_address(address)

@@ -1,5 +1,8 @@
 """The name-resolver contract: register this sidecar, resolve an app id to ``host:port`` addresses.
 
+Addresses are sidecars' internal ports (``--dapr-internal-grpc-port``), where sidecars call each other;
+the API port is the app's and is never advertised.
+
 A resolver is a ``Component`` built from the ``configuration`` map of a ``kind: Configuration`` resource's
 ``spec.nameResolution`` (Dapr's layout). Before ``init()`` the runtime binds the ``Instance`` it runs as;
 resolvers that keep a registry (``nameresolution.sqlite``) register it there, the others ignore it.
@@ -17,7 +20,7 @@ __all__ = ("Instance", "NameResolver", "NoHost", "ResolveRequest")
 
 @dataclass(frozen=True, slots=True)
 class Instance:
-    """This sidecar as others reach it. ``port`` = 0 means it serves no app and is not advertised."""
+    """This sidecar as others reach it (its internal port). ``port`` = 0: it serves no app, is not advertised."""
 
     app_id: str
     namespace: str
@@ -34,7 +37,7 @@ class Instance:
 class ResolveRequest:
     app_id: str
     namespace: str
-    #: The sidecar port to assume when the resolver knows only host names (DNS): this sidecar's own.
+    #: The sidecar port to assume when the resolver knows only host names (DNS): this sidecar's own internal port.
     port: int
 
 

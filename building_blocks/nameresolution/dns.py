@@ -4,7 +4,8 @@ Like Dapr's Kubernetes resolver: ``{appID}-dapr.{namespace}.svc.{clusterDomain}:
 resolved IP being one instance (so a headless service load-balances). Configuration: ``template``
 (placeholders ``{appID}``, ``{namespace}``, ``{port}``, ``{clusterDomain}``, and Dapr's Go-template
 spellings ``{{.ID}}``, ``{{.Namespace}}``, ``{{.Port}}``), ``clusterDomain`` (``cluster.local``), ``port``
-(default: this sidecar's own port), ``resolveIPs`` (true; false hands the host name to the HTTP client).
+(default: this sidecar's own internal port, ``--dapr-internal-grpc-port``: set the same one on every
+sidecar, as Dapr's 50002 on Kubernetes), ``resolveIPs`` (true; false hands the host name to the HTTP client).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``nameresolution.sqlite`` — the embedded default: a registry of live sidecars in a SQLite file.
 
-Every sidecar that serves an app inserts ``app id -> host:port`` into a table of the shared file and
-refreshes its row every third of ``updateInterval`` (a heartbeat); rows older than ``updateInterval`` are
-dead: never returned, and deleted by the next heartbeat of any sidecar. Closing deletes the row. A sidecar
+Every sidecar that serves an app inserts ``app id -> host:port`` (its internal port) into a table of the
+shared file and refreshes its row every third of ``updateInterval`` (a heartbeat); rows older than
+``updateInterval`` are dead: never returned, and deleted by the next heartbeat of any sidecar. Closing deletes the row. A sidecar
 that finds its address taken over by another registration stops advertising itself (Dapr exits there).
 
 Configuration (Dapr's names): ``connectionString`` (default ``~/.layotto/data/nameresolution.db``),

@@ -1,13 +1,14 @@
 """``nameresolution.static``: a fixed map from app id to sidecar addresses, e.g. for docker-compose.
 
-Configuration::
+An address is a sidecar's internal port (``--dapr-internal-grpc-port``), where other sidecars call it,
+not its API port. Configuration::
 
     nameResolution:
       component: static
       configuration:
         apps:
-          orders: orders-sidecar:3500                   # one instance
-          billing: [billing-1:3500, billing-2:3500]     # several: load-balanced, failed ones skipped
+          orders: orders-sidecar:50002                  # one instance
+          billing: [billing-1:50002, billing-2:50002]   # several: load-balanced, failed ones skipped
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ def test_50_mb_bodies_stream_through_two_sidecars_with_bounded_memory(default_me
 
 
 def test_static_resolver_as_docker_compose_uses_it(tmp_path: Path) -> None:
-    ports = {"web": free_port(), "api": free_port()}
+    ports = {"web": free_port(), "api": free_port()}  # the internal ports: where sidecars call each other
     (tmp_path / "config.yaml").write_text(
         textwrap.dedent(
             f"""\
@@ -235,10 +235,10 @@ def test_static_resolver_as_docker_compose_uses_it(tmp_path: Path) -> None:
             """
         )
     )
-    env = {"HOME": str(tmp_path)}
+    env = {"HOME": str(tmp_path), "LAYOTTO_INTERNAL_TOKEN": "compose-secret"}
     flags = ("--resources-path", str(tmp_path), "--dapr-listen-addresses", "0.0.0.0")
-    web = start("web", env, *flags, http_port=ports["web"])
-    api = start("api", env, *flags, http_port=ports["api"])
+    web = start("web", env, *flags, "--dapr-internal-grpc-port", str(ports["web"]))
+    api = start("api", env, *flags, "-I", str(ports["api"]))
     try:
         ready(web, api)
         for verb, status in VERBS:
@@ -247,6 +247,7 @@ def test_static_resolver_as_docker_compose_uses_it(tmp_path: Path) -> None:
         relayed = web.invoke("web", "relay/api/echo", "POST", content=b"hi")
         assert relayed.json()["body"] == "hi"
         assert not (tmp_path / ".layotto" / "data" / "nameresolution.db").exists()
+        assert not (tmp_path / ".layotto" / "internal-token").exists()  # the configured secret is used
     finally:
         web.close()
         api.close()
@@ -303,7 +304,7 @@ def test_timeout_retry_and_circuit_breaker_across_sidecars(tmp_path: Path) -> No
     try:
         ready(caller, callee)
         count = lambda key: int(httpx.get(f"http://127.0.0.1:{callee.app_port}/count/{key}").text)  # noqa: E731
-        # every sidecar wants the token; the caller's sidecar sends it on the hop to the callee's
+        # the caller's sidecar wants its app's token; the hop to the callee's sidecar never carries it
         assert httpx.get(f"{caller.base}/v1.0/invoke/callee/method/whoami").status_code == 401
 
         retried = caller.invoke("callee", "flaky/a?fail=2", "POST", content=b"small body")

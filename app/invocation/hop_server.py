@@ -1,0 +1,106 @@
+"""The internal listener: where other sidecars deliver invocations for this sidecar's app (the hop).
+
+Dapr's sidecars talk to each other on a port of their own (``--dapr-internal-grpc-port``), never on the
+API port the app uses; so do these, over HTTP/1.1: ``<VERB> /v1.0/invoke/<app-id>/method/<method>`` with
+the caller's identity in ``dapr-caller-app-id`` / ``dapr-caller-namespace`` (set by the calling sidecar)
+and the hop's credentials (``app.invocation.hop_security``). A hop without them is refused (401; a client
+certificate the CA did not sign fails the TLS handshake), and nothing else of the API is reachable here:
+the public port, in turn, never trusts identity headers (``Invoker.invoke``).
+
+The listener is a second uvicorn server in the sidecar's event loop, on the API's listen address, with
+no lifespan of its own (the API server's runs the runtime). Its socket is bound before the runtime starts,
+so the name resolver advertises the port actually bound (``0`` = a free one).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+import uvicorn
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from app.errors import error_response, render_error
+from app.invocation.hop_security import HopSecurity
+from app.invocation.route import find_target
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+__all__ = ("HopApp", "bind_internal", "internal_config")
+
+log = logging.getLogger("layotto.invocation")
+_PREFIX = "/v1.0/invoke/"
+_NO_HEADERS = Headers(raw=[])
+
+
+async def _send_plain(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class HopApp:
+    """ASGI app of the internal listener: authenticated hops to this sidecar's app, nothing else."""
+
+    def __init__(self, runtime: Runtime, security: HopSecurity) -> None:
+        self.runtime = runtime
+        self.security = security
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan, no websockets here
+        if not self.security.admits(scope["headers"]):
+            await _send_plain(send, 401, b"invalid internal token\n")
+            return
+        path: str = scope["path"]
+        target, method = find_target(path, _NO_HEADERS) if path.startswith(_PREFIX) else ("", "")
+        if not target:
+            await _send_plain(send, 404, b"not found: the internal port serves sidecar-to-sidecar invocations only\n")
+            return
+        runtime = self.runtime
+        if not runtime.ready:
+            await runtime.wait_settled()
+        invoker = runtime.invocation
+        if invoker is None:
+            response = error_response(500, "ERR_DIRECT_INVOKE", "invoke API is not ready")
+        else:
+            try:
+                response = await invoker.serve_hop(Request(scope, receive), target, method)
+            except Exception as exc:
+                response = render_error(exc, runtime.settings.app_id)
+        await response(scope, receive, send)
+
+
+def bind_internal(settings: Settings) -> socket.socket:
+    """The internal listener's socket on the API's listen address (``OSError`` when the port is taken)."""
+    host = settings.listen_address.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, settings.internal_port), family=family)
+    log.info("internal port (sidecar-to-sidecar invocations): %s", sock.getsockname()[1])
+    return sock
+
+
+def internal_config(settings: Settings, runtime: Runtime) -> uvicorn.Config:
+    """uvicorn's configuration for the internal listener (serve it on the socket of ``bind_internal``)."""
+    invoker = runtime.invocation
+    assert invoker is not None, "the runtime is prepared first"
+    security = invoker.security
+    server_tls = security.server_tls
+    return uvicorn.Config(
+        HopApp(runtime, security),
+        http="httptools",
+        ws="none",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
+        proxy_headers=False,
+        server_header=False,
+        ssl_context_factory=(lambda config, default: server_tls) if server_tls is not None else None,
+    )

@@ -32,6 +32,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     head_limit = 4096 + GO_HEADER_SLACK
     _reading_head = True
     _head_bytes = 0
+    _had_body = False
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -55,9 +56,15 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._had_body = True
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._reading_head = True
+        # A read that ends a body is body, not head: counting it refused large bodies with 431.
+        self._reading_head = not self._had_body
+        self._had_body = False
 
 
 def bounded_protocol(read_buffer_size: int) -> type[HttpToolsProtocol]:

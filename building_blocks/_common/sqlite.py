@@ -12,7 +12,9 @@ never waits (busy timeout 0): a read or a short write takes microseconds, far le
 If the database is busy (another process holds the write lock), nothing was done yet (``BEGIN IMMEDIATE``
 is the first statement of every write, and a failed write rolls back), and the call is handed to a worker
 thread whose connection waits up to ``busyTimeout``. ``run_in_worker()`` always uses the thread, for calls
-that may take long (scans).
+that may take long (scans). A call given a collection of more than ``INLINE_ITEMS`` items (a bulk get, a
+large transaction or configuration save) goes to the thread too: 50,000 keys take half a second, which the
+loop must not spend while other requests and health probes wait.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from typing import Any, TypeVar
 from building_blocks.component import Metadata
 from building_blocks.errors import ComponentError, SpecError
 
-__all__ = ("SQLiteDatabase", "table_name", "write")
+__all__ = ("INLINE_ITEMS", "SQLiteDatabase", "table_name", "write")
 
 T = TypeVar("T")
+INLINE_ITEMS = 64  # items one call may handle inline: well under a millisecond of work
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -84,7 +87,7 @@ class SQLiteDatabase:
         database busy (start writes with ``write()``). SQLite errors become ``ComponentError``.
         """
         inline = self._inline
-        if inline is not None:
+        if inline is not None and not _many_items(args):
             try:
                 return function(inline, *args)
             except sqlite3.OperationalError as exc:
@@ -133,6 +136,10 @@ class SQLiteDatabase:
             for statement in schema:
                 opened.execute(statement)
         self._connection = opened
+
+
+def _many_items(args: tuple[Any, ...]) -> bool:
+    return any(isinstance(arg, list | tuple | dict | set | frozenset) and len(arg) > INLINE_ITEMS for arg in args)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ import http.server
 import sqlite3
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_cli import free_port
+from tests.e2e.test_cli import free_port, layotto
 from tests.e2e.test_invoke_processes import Node, ready, start
 
 FORGED = {
@@ -244,3 +245,19 @@ def test_mutual_tls_between_sidecars_and_clients_without_a_valid_certificate_are
     finally:
         alpha.close()
         beta.close()
+
+
+def test_a_secret_others_can_read_stops_start_up_and_the_app_never_gets_the_secret(tmp_path: Path) -> None:
+    secret = tmp_path / ".layotto" / "internal-token"
+    secret.parent.mkdir()
+    secret.write_text("0123456789abcdef\n")
+    secret.chmod(0o644)
+    refused = layotto("--app-id", "lax", "--dapr-http-port", str(free_port()), env={"HOME": str(tmp_path)})
+    _, stderr = refused.communicate(timeout=120)
+    assert refused.returncode == 1 and f"internal token file {secret}" in stderr and "chmod 600" in stderr, stderr
+
+    probe = "import os, sys; sys.exit(3 if 'LAYOTTO_INTERNAL_TOKEN' in os.environ else 0)"
+    env = {"HOME": str(tmp_path), "LAYOTTO_INTERNAL_TOKEN": "stack-secret"}
+    app = layotto("--app-id", "probe", "--dapr-http-port", str(free_port()), "--", sys.executable, "-c", probe, env=env)
+    _, stderr = app.communicate(timeout=120)
+    assert app.returncode == 0, stderr  # the sidecar exits with its app's code

@@ -27,6 +27,7 @@ from building_blocks.errors import (
     EventInvalid,
     FeatureNotSupported,
     IllegalKey,
+    InvalidOption,
     InvalidRequest,
     InvocationFailed,
     Operation,
@@ -138,9 +139,11 @@ def _operation_failed(error: OperationFailed, app_id: str) -> Response:
         return _pubsub_error(
             500, "ERR_PUBSUB_PUBLISH_MESSAGE", "DAPR_PUBSUB_PUBLISH_MESSAGE", error.store, text, metadata
         )
+    # Dapr reports an option its store refuses as a store failure (500); it is the client's mistake: 400.
+    status = 400 if isinstance(error.cause, InvalidOption) else 500
     if error.operation is Operation.STATE_QUERY:
         return error_response(
-            500,
+            status,
             "ERR_STATE_QUERY",
             f"state store {error.store} query failed: {error.cause}",
             [_error_info("DAPR_STATE_QUERY_FAILED"), _resource_info("state", error.store)],
@@ -159,7 +162,7 @@ def _operation_failed(error: OperationFailed, app_id: str) -> Response:
             return error_response(409, code, prefix + detail)
         if isinstance(cause, ETagInvalid):
             return error_response(400, code, f"{prefix}invalid etag value: {error.cause}")
-    return error_response(500, code, message(error))
+    return error_response(status, code, message(error))
 
 
 # -- everything else ----------------------------------------------------------------------------------------

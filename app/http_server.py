@@ -31,21 +31,31 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     head_limit = 4096 + GO_HEADER_SLACK
     _reading_head = True
-    _head_bytes = 0
-    _had_body = False
+    _head_bytes = 0  # bytes of earlier reads that belong to the head being read
+    _read_size = 0  # bytes of the read being parsed
+    _refused = False
 
     def data_received(self, data: bytes) -> None:
+        self._read_size = len(data)
         super().data_received(data)
         if not self._reading_head or self.transport.is_closing():
             return
-        # This read did not complete the head, so it is (almost all) head bytes: only a pipelined
-        # request's body tail in the same read is counted with it, which can only refuse earlier.
+        # A request began in this read and its head is still incomplete: the read is head bytes (and, for a
+        # pipelined request, the end of the previous one, which can only refuse earlier).
         self._head_bytes += len(data)
         if self._head_bytes > self.head_limit:
-            self.logger.info("request head over %d bytes refused (431)", self.head_limit)
-            self.transport.write(_TOO_LARGE)
-            self.transport.close()
-            self._reading_head = False
+            self._refuse()
+
+    def _refuse(self) -> None:
+        self.logger.info("request head over %d bytes refused (431)", self.head_limit)
+        self._refused = True
+        self._reading_head = False
+        self.transport.write(_TOO_LARGE)
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:  # aborting the parse below makes uvicorn want to answer 400 too
+            super().send_400_response(msg)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -53,18 +63,24 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
+        # The head fits in what was read for it; only when that is over the limit is it measured exactly.
+        if self._head_bytes + self._read_size > self.head_limit and self._head_size() > self.head_limit:
+            self._refuse()
+            raise _HeadTooLarge  # stops the parser: no request cycle starts
         self._head_bytes = 0
         super().on_headers_complete()
 
-    def on_body(self, body: bytes) -> None:
-        self._had_body = True
-        super().on_body(body)
+    def _head_size(self) -> int:
+        """The request line and headers as they were on the wire (give or take optional whitespace)."""
+        return len(self.url) + 16 + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        # A read that ends a body is body, not head: counting it refused large bodies with 431.
-        self._reading_head = not self._had_body
-        self._had_body = False
+        self._reading_head = False  # until the next request's first byte
+
+
+class _HeadTooLarge(Exception):
+    pass
 
 
 def bounded_protocol(read_buffer_size: int) -> type[HttpToolsProtocol]:

@@ -198,7 +198,8 @@ class ETagInvalid(ComponentError):
 
 
 class InvalidOption(ComponentError):
-    """An option or metadata value the store refuses; Dapr reports it as a store failure (500)."""
+    """An option or metadata value the store refuses. Dapr reports it as a store failure (500); it is the
+    client's mistake, so the API answers 400 with the operation's own code."""
 
 
 class NotFoundInStore(ComponentError):

@@ -48,6 +48,15 @@ def test_heads_within_the_default_limit_pass_and_larger_ones_get_431(default_por
     assert httpx.get(f"http://127.0.0.1:{default_port}/v1.0/healthz").status_code == 204
 
 
+def test_large_bodies_are_not_taken_for_heads(default_port: int) -> None:
+    """Only head bytes count: bodies of any size up to --max-body-size pass, in any number of reads."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{default_port}", timeout=30) as client:
+        for size in (100, 9000, 300_000, 3 * MiB):
+            body = b'[{"key":"big","value":"' + b"v" * size + b'"}]'
+            assert client.post("/v1.0/state/statestore", content=body).status_code == 204, size
+            assert client.get("/v1.0/state/statestore/big").content == b'"' + b"v" * size + b'"'
+
+
 def test_a_huge_header_is_refused_before_it_is_read_and_health_keeps_answering(default_port: int) -> None:
     sent = 0
     answer = b""

@@ -80,9 +80,7 @@ def bind_internal(settings: Settings) -> socket.socket:
     """The internal listener's socket on the API's listen address (``OSError`` when the port is taken)."""
     host = settings.listen_address.strip("[]") or "0.0.0.0"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, settings.internal_port), family=family)
-    log.info("internal port (sidecar-to-sidecar invocations): %s", sock.getsockname()[1])
-    return sock
+    return socket.create_server((host, settings.internal_port), family=family)
 
 
 def internal_config(settings: Settings, runtime: Runtime) -> uvicorn.Config:
@@ -91,6 +89,8 @@ def internal_config(settings: Settings, runtime: Runtime) -> uvicorn.Config:
     assert invoker is not None, "the runtime is prepared first"
     security = invoker.security
     server_tls = security.server_tls
+    how = " and ".join(name for name, on in (("hop secret", security.token), ("mutual TLS", server_tls)) if on)
+    log.info("internal port for other sidecars: %d (%s)", settings.internal_port, how)
     return uvicorn.Config(
         HopApp(runtime, security),
         http="httptools",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
+from app.http_server import bounded_protocol
 from app.invocation.hop_server import bind_internal, internal_config
 from app.main import create_app
 from app.runtime import Runtime
@@ -87,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-level", choices=["debug", "info", "warn", "warning", "error"], help="default info")
     run.add_argument("--max-body-size", type=parse_size, help="largest request body (default 4Mi)")
+    run.add_argument(
+        "--read-buffer-size", type=parse_size, help="largest request head: request line and headers (default 4Ki)"
+    )
+    run.add_argument("--dapr-http-read-buffer-size", type=int, help="legacy form of --read-buffer-size, in KB")
     run.add_argument("--dapr-graceful-shutdown-seconds", type=float, help="drain time on shutdown (default 5)")
     run.add_argument("--enable-app-health-check", action="store_true", default=None, help="probe the app's health path")
     run.add_argument("--app-health-check-path", help="path probed on the app (default /healthz)")
@@ -98,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _milliseconds(value: int | None) -> float | None:
     return None if value is None else value / 1000
+
+
+def _read_buffer_size(args: argparse.Namespace) -> int | None:
+    legacy: int | None = args.dapr_http_read_buffer_size
+    return args.read_buffer_size if legacy is None else legacy << 10
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -117,6 +127,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         resources_paths=tuple(args.resources_path) if args.resources_path else None,
         log_level=level,
         max_body_size=args.max_body_size,
+        read_buffer_size=_read_buffer_size(args),
         graceful_shutdown_seconds=args.dapr_graceful_shutdown_seconds,
         enable_app_health_check=args.enable_app_health_check,
         app_health_check_path=args.app_health_check_path,
@@ -167,7 +178,7 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         create_app(settings, runtime).front,  # the front door itself: one call less per request
         host=settings.listen_address,
         port=settings.http_port,
-        http="httptools",
+        http=bounded_protocol(settings.read_buffer_size),
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,
@@ -175,6 +186,7 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         log_config=None,
         proxy_headers=False,  # a sidecar on loopback has no proxy in front; the check costs on every request
         server_header=False,
+        timeout_keep_alive=600,  # daprd never closes idle connections; closing one races a client reusing it
     )
     server = _Server(config)
     internal = _Server(internal_config(settings, runtime))

@@ -284,8 +284,9 @@ def _publish_metadata(error: PublishMetadataInvalid, app_id: str) -> Response:
 
 def _event_invalid(error: EventInvalid, app_id: str) -> Response:
     metadata = {"appID": app_id, "topic": error.topic, "error": error.detail}
+    # daprd answers 500; a body that is not a CloudEvent is the client's mistake.
     return _pubsub_error(
-        500, "ERR_PUBSUB_CLOUD_EVENTS_SER", "DAPR_PUBSUB_CLOUD_EVENT_CREATION", error.pubsub, str(error), metadata
+        400, "ERR_PUBSUB_CLOUD_EVENTS_SER", "DAPR_PUBSUB_CLOUD_EVENT_CREATION", error.pubsub, str(error), metadata
     )
 
 

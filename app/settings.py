@@ -41,6 +41,8 @@ class Settings:
     api_token: str = ""
     app_api_token: str = ""
     max_body_size: int = 4 << 20
+    #: Largest request head (request line and headers), daprd's ``--read-buffer-size``.
+    read_buffer_size: int = 4 << 10
     graceful_shutdown_seconds: float = 5.0
     #: App health checks (Dapr's flags; interval and timeout in seconds here).
     enable_app_health_check: bool = False

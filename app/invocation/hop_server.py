@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from app.errors import error_response, render_error
+from app.http_server import bounded_protocol
 from app.invocation.hop_security import HopSecurity
 from app.invocation.route import find_target
 from app.settings import Settings
@@ -93,8 +94,9 @@ def internal_config(settings: Settings, runtime: Runtime) -> uvicorn.Config:
     log.info("internal port for other sidecars: %d (%s)", settings.internal_port, how)
     return uvicorn.Config(
         HopApp(runtime, security),
-        http="httptools",
+        http=bounded_protocol(settings.read_buffer_size),  # unauthenticated heads are bounded here too
         ws="none",
+        timeout_keep_alive=600,  # as the public port: closing an idle connection races a peer reusing it
         lifespan="off",
         access_log=False,
         log_config=None,

@@ -36,9 +36,9 @@ T = TypeVar("T")
 VAULT = "vault"
 SEED_KEY = f"seed-{uuid.uuid4().hex}"
 STORES = ["statestore", "redisstore", "pgstore", "pubsub", "lockstore", "sequencer", "configstore", "secretstore"]
-#: 500s that are Dapr's answer for a failure behind the API (a target app that does not exist...), not for
-#: a malformed request.
-DOCUMENTED_500 = {"ERR_DIRECT_INVOKE", "ERR_STATE_STORE_NOT_SUPPORTED", "ERR_APP_CHANNEL_NIL"}
+#: 500s that are Dapr's answer for a failure behind the API, not for a malformed request: a target app that
+#: does not exist, a store without the feature, no app channel, a secret the store does not have.
+DOCUMENTED_500 = {"ERR_DIRECT_INVOKE", "ERR_STATE_STORE_NOT_SUPPORTED", "ERR_APP_CHANNEL_NIL", "ERR_SECRET_GET"}
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "PURGE", "get"]
 TEMPLATES = [
     "/v1.0/state/{store}",
@@ -245,8 +245,30 @@ class Request:
     chunked: bool
 
 
+#: Paths that reached the seeded key of another store before the front door routed encoded paths.
+ATTACKS = [
+    f"/v1.0/state/{{store}}/z%2F..%2F..%2F{VAULT}%2F{SEED_KEY}",
+    f"/v1.0/state/{{store}}/..%2F{VAULT}%2F{SEED_KEY}",
+    f"/v1.0/state/{{store}}%2F..%2F{VAULT}/{SEED_KEY}",
+    f"/v1.0/state/{{store}}/%2e%2e/{VAULT}/{SEED_KEY}",
+    f"/v1.0/state/{{store}}/%2E%2E/%2E%2E/v1.0/state/{VAULT}/{SEED_KEY}",
+    f"/v1.0/invoke/{{store}}/method/..%2F..%2F..%2F..%2Fv1.0%2Fstate%2F{VAULT}%2F{SEED_KEY}",
+    f"/v1.0/invoke/{{store}}/method/%2e%2e/%2e%2e/%2e%2e/%2e%2e/v1.0/state/{VAULT}/{SEED_KEY}",
+    f"/v1.0/publish/{{store}}/..%2F..%2F..%2Fstate%2F{VAULT}%2F{SEED_KEY}",
+    f"/v1.0/secrets/{{store}}/..%2F..%2Fstate%2F{VAULT}%2F{SEED_KEY}",
+]
+
+
 @st.composite
-def requests(draw: st.DrawFn) -> Request:
+def attacks(draw: st.DrawFn) -> Request:
+    """A traversal aimed at the seeded key, with a verb that would read, overwrite or delete it."""
+    path = draw(st.sampled_from(ATTACKS)).replace("{store}", draw(st.sampled_from(STORES)))
+    body = draw(st.sampled_from([b"", orjson.dumps([{"key": SEED_KEY, "value": "overwritten"}])]))
+    return Request(draw(st.sampled_from(["DELETE", "GET", "POST", "PUT"])), path, b"", (), body, False)
+
+
+@st.composite
+def random_requests(draw: st.DrawFn) -> Request:
     query = draw(
         st.sampled_from(
             [
@@ -419,7 +441,7 @@ def _check(request: Request, status: int, body: bytes) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
-@given(request=requests())
+@given(request=st.one_of(random_requests(), attacks()))
 def test_hostile_requests_get_specific_answers_and_never_touch_other_data(harness: Harness, request: Request) -> None:
     if unquote(request.path).rstrip("/").endswith("shutdown"):
         request = Request(request.method, "/v1.0/healthz", request.query, request.headers, request.body, False)

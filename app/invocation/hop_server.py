@@ -27,6 +27,7 @@ from app.errors import error_response, render_error
 from app.http_server import bounded_protocol
 from app.invocation.hop_security import HopSecurity
 from app.invocation.route import find_target
+from app.paths import MalformedPath, check_escapes, clean
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,7 +59,12 @@ class HopApp:
         if not self.security.admits(scope["headers"]):
             await _send_plain(send, 401, b"invalid internal token\n")
             return
-        path: str = scope["path"]
+        path = clean(scope["raw_path"].decode("latin-1"))  # routed encoded, unescaped once, as the API port
+        try:
+            check_escapes(path)
+        except MalformedPath as exc:
+            await _send_plain(send, 400, exc.message.encode() + b"\n")
+            return
         target, method = find_target(path, _NO_HEADERS) if path.startswith(_PREFIX) else ("", "")
         if not target:
             await _send_plain(send, 404, b"not found: the internal port serves sidecar-to-sidecar invocations only\n")

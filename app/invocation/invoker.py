@@ -23,6 +23,7 @@ import logging
 import socket
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -269,7 +270,8 @@ class Invoker:
         except LayottoError as exc:
             raise AttemptFailed(str(exc)) from None
         app = f"{target.app_id}.{target.namespace}" if target.namespace else target.app_id
-        path = request_target(f"/v1.0/invoke/{app}/method/{method}", query)
+        # Escaped so that the callee's one unescape gives back this very method (``%`` and all).
+        path = request_target(f"/v1.0/invoke/{quote(app, safe='')}/method/{quote(method, safe='/')}", query)
         reason = ""
         for address in candidates:
             host, port = split_address(address)

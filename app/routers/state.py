@@ -12,7 +12,8 @@ from starlette.responses import Response
 
 from app.http import json_body, json_response, metadata_from_query, query_metadata, raw_json, raw_response, runtime_of
 from app.paths import EncodedPathRoute
-from building_blocks.state.base import GetResponse
+from building_blocks._common.cooperative import map_items
+from building_blocks.state.base import BulkGetItem, GetResponse, QueryResult
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -78,19 +79,20 @@ async def bulk_get_state(request: Request, store_name: str) -> Response:
     runtime.state.check_store(store_name)
     body = await json_body(request, "failed deserializing HTTP body: ")
     items = await runtime.state.bulk_get(store_name, body, query_metadata(request))
-    entries: list[dict[str, Any]] = []
-    for item in items:
-        entry: dict[str, Any] = {"key": item.key}
-        if item.response is not None:
-            entry["data"] = raw_json(item.response.value)
-            if item.response.etag:
-                entry["etag"] = item.response.etag
-            if metadata := _item_metadata(item.response):
-                entry["metadata"] = metadata
-        if item.error:
-            entry["error"] = item.error
-        entries.append(entry)
-    return json_response(entries)
+    return json_response(await map_items(_bulk_entry, items))
+
+
+def _bulk_entry(item: BulkGetItem) -> dict[str, Any]:
+    entry: dict[str, Any] = {"key": item.key}
+    if item.response is not None:
+        entry["data"] = raw_json(item.response.value)
+        if item.response.etag:
+            entry["etag"] = item.response.etag
+        if metadata := _item_metadata(item.response):
+            entry["metadata"] = metadata
+    if item.error:
+        entry["error"] = item.error
+    return entry
 
 
 @router.api_route("/v1.0/state/{store_name}/transaction", methods=["POST", "PUT"])
@@ -106,15 +108,16 @@ async def query_state(request: Request, store_name: str) -> Response:
     response = await runtime_of(request).state.query(store_name, await request.body(), query_metadata(request))
     if not response.results:
         return Response(status_code=NO_CONTENT)
-    results = []
-    for result in response.results:
-        entry: dict[str, Any] = {"key": result.key, "data": raw_json(result.value)}
-        if result.etag:
-            entry["etag"] = result.etag
-        results.append(entry)
-    body: dict[str, Any] = {"results": results}
+    body: dict[str, Any] = {"results": await map_items(_query_entry, response.results)}
     if response.token:
         body["token"] = response.token
     if response.metadata:
         body["metadata"] = dict(response.metadata)
     return json_response(body)
+
+
+def _query_entry(result: QueryResult) -> dict[str, Any]:
+    entry: dict[str, Any] = {"key": result.key, "data": raw_json(result.value)}
+    if result.etag:
+        entry["etag"] = result.etag
+    return entry

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 from building_blocks import jsoncodec
+from building_blocks._common.cooperative import map_items
 from building_blocks.block import Block
 from building_blocks.component import ComponentContext
 from building_blocks.errors import (
@@ -91,6 +92,8 @@ def _read_consistency(value: str) -> Consistency:
 def _ttl(metadata: Mapping[str, str]) -> int | None:
     """``ttlInSeconds`` as Dapr's stores parse it (Go's ``strconv.ParseInt``, then their range): a bad value is
     the store refusing the write (500), as in Dapr."""
+    if not metadata:  # the common case, and a Mapping's get() on an empty one costs a KeyError
+        return None
     raw = metadata.get("ttlInSeconds")
     if raw is None or raw == "":
         return None
@@ -175,6 +178,12 @@ def _etag(value: Any, where: str) -> str | None:
     return value
 
 
+def _check_operation(operation: dict[str, Any]) -> None:
+    if operation.get("operation") not in ("upsert", "delete"):
+        raise UnsupportedOperation(str(operation.get("operation")))
+    _required_key(_fields(operation.get("request"), "TransactionalRequest").get("key"), "request")
+
+
 def _merged(own: Mapping[str, str], query_metadata: Mapping[str, str]) -> Mapping[str, str]:
     if not query_metadata:
         return own or NO_METADATA
@@ -238,7 +247,7 @@ class StateBlock(Block[StateStore]):
         key = _required_key(fields.get("key"), where)
         metadata = _merged(_string_map(fields.get("metadata"), "metadata"), query_metadata)
         options = _options(fields.get("options"), where)
-        content_type = fields.get("contentType") or metadata.get("contentType")
+        content_type = fields.get("contentType") or (metadata.get("contentType") if metadata else None)
         return SetRequest(
             key=self._key(entry, key),
             value=jsoncodec.dumps(fields.get("value")),
@@ -275,13 +284,13 @@ class StateBlock(Block[StateStore]):
         entry = self._entry(name)
         if not isinstance(items, list):
             raise InvalidRequest(f"json: cannot unmarshal {_json_type(items)} into Go value of type []SetRequest")
-        for item in items:  # the caller's own mistakes are 400s, checked before anything is written
-            _required_key(_fields(item, "SetRequest").get("key"), "SetRequest")
+        # The caller's own mistakes are 400s, checked before anything is written.
+        await map_items(lambda item: _required_key(_fields(item, "SetRequest").get("key"), "SetRequest"), items)
         if not items:
             return
 
         async def call() -> None:
-            requests = [self._set_request(entry, item, query_metadata) for item in items]
+            requests = await map_items(lambda item: self._set_request(entry, item, query_metadata), items)
             if len(requests) == 1:
                 await entry.store.set(requests[0])
             else:
@@ -320,11 +329,12 @@ class StateBlock(Block[StateStore]):
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise InvalidRequest("failed deserializing HTTP body: keys must be a list of strings")
         metadata = _merged(_string_map(body.get("metadata"), "metadata"), query_metadata)
-        requests = [GetRequest(self._key(entry, key), metadata) for key in keys]
+        requests = await map_items(lambda key: GetRequest(self._key(entry, key), metadata), keys)
         if not requests:
             return []
         items = await self._do(Operation.STATE_BULK_GET, name, "", entry.store.bulk_get(requests))
-        return [BulkGetItem(key, item.response, item.error) for key, item in zip(keys, items, strict=True)]
+        pairs = list(zip(keys, items, strict=True))  # the store's items carry prefixed keys: answer the caller's
+        return await map_items(lambda pair: BulkGetItem(pair[0], pair[1].response, pair[1].error), pairs)
 
     async def transact(self, name: str, body: Any, query_metadata: Mapping[str, str] = NO_METADATA) -> None:
         """Decoded ``{"operations": [{"operation": "upsert"|"delete", "request": {...}}], "metadata": {}}``."""
@@ -337,10 +347,7 @@ class StateBlock(Block[StateStore]):
         operations = body.get("operations") or []
         if not isinstance(operations, list) or not all(isinstance(op, dict) for op in operations):
             raise InvalidRequest("json: cannot unmarshal operations into Go value of type []TransactionalOperation")
-        for operation in operations:
-            if operation.get("operation") not in ("upsert", "delete"):
-                raise UnsupportedOperation(str(operation.get("operation")))
-            _required_key(_fields(operation.get("request"), "TransactionalRequest").get("key"), "request")
+        await map_items(_check_operation, operations)
         metadata = _merged(_string_map(body.get("metadata"), "metadata"), query_metadata)
         if not operations:
             return
@@ -348,13 +355,13 @@ class StateBlock(Block[StateStore]):
         if limit and len(operations) > limit:
             raise TooManyOperations(name, len(operations), limit)
 
+        def request(op: dict[str, Any]) -> SetRequest | DeleteRequest:
+            if op["operation"] == "upsert":
+                return self._set_request(entry, op["request"], query_metadata, "TransactionalUpsert")
+            return self._delete_request(entry, op["request"], query_metadata)
+
         async def call() -> None:
-            requests = [
-                self._set_request(entry, op["request"], query_metadata, "TransactionalUpsert")
-                if op["operation"] == "upsert"
-                else self._delete_request(entry, op["request"], query_metadata)
-                for op in operations
-            ]
+            requests = await map_items(request, operations)
             await store.transact(TransactionRequest(requests, metadata))
 
         await self._do(Operation.STATE_TRANSACTION, name, "", call())
@@ -373,7 +380,7 @@ class StateBlock(Block[StateStore]):
                 raise InvalidOption(str(exc)) from None
             response = await entry.store.query(QueryRequest(parsed, entry.prefixer.prefix, metadata))
             original = entry.prefixer.original
-            results = [QueryResult(original(r.key), r.value, r.etag) for r in response.results]
+            results = await map_items(lambda r: QueryResult(original(r.key), r.value, r.etag), response.results)
             return QueryResponse(results, response.token, response.metadata)
 
         return await self._do(Operation.STATE_QUERY, name, "", call())

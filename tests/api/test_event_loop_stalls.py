@@ -164,11 +164,6 @@ def test_a_query_at_the_limits_over_10k_sqlite_rows(base_url: str) -> None:
     observe(base_url, hostile).check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the state block builds one request per item on the loop (building_blocks/state/block.py,"
-    " ~1 s per 100k items); the SQLite work itself runs on its thread",
-)
 def test_a_4mib_bulk_save_bulk_get_and_transaction(base_url: str) -> None:
     prefix = f"b{uuid.uuid4().hex[:6]}-"
     save = orjson.dumps(filling(lambda i: {"key": f"{prefix}{i:07}", "value": i}))

@@ -38,15 +38,36 @@ def layotto(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> 
     )
 
 
-def wait_healthy(port: int, timeout: float = 10) -> float:
+class PortTaken(AssertionError):
+    """The sidecar could not bind its port: ``free_port`` gave it back and someone else took it meanwhile."""
+
+
+def _serves(http: httpx.Client, process: subprocess.Popen[str]) -> bool:
+    """Whether the sidecar answering on ``http`` is ``process``."""
+    try:
+        return bool(http.get("/v1.0/metadata").json()["extended"]["cliPID"] == str(process.pid))
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def wait_healthy(port: int, timeout: float = 60, process: subprocess.Popen[str] | None = None) -> float:
+    """Seconds until /healthz answers 204. ``timeout`` only bounds a failure (a busy machine starts slowly).
+
+    With ``process``: the answer must come from that process (its ``cliPID``), not from another sidecar that
+    took the port, and a process that exits meanwhile fails at once, with its stderr."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1.0/healthz", timeout=1).status_code == 204:
-                return time.monotonic() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:  # one client: each costs CPU
+        while time.monotonic() - started < timeout:
+            if process is not None and process.poll() is not None:
+                _, stderr = process.communicate()
+                error = PortTaken if "address already in use" in stderr else AssertionError
+                raise error(f"sidecar on {port} exited with {process.returncode} before healthy:\n{stderr}")
+            try:
+                if http.get("/v1.0/healthz").status_code == 204 and (process is None or _serves(http, process)):
+                    return time.monotonic() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
     raise AssertionError(f"sidecar on {port} not healthy after {timeout}s")
 
 
@@ -56,9 +77,15 @@ def home(tmp_path: Path) -> Iterator[dict[str, str]]:
     yield {"HOME": str(tmp_path), "DAPR_HTTP_PORT": str(free_port())}
 
 
-def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+def stop(process: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
+    """SIGTERM, then the exit code and stderr; a process still running after ``timeout`` is killed (and fails)."""
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=15)
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate()
+        stderr += f"\n(still running {timeout}s after SIGTERM: killed)"
     return process.returncode, stderr
 
 

@@ -9,11 +9,16 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.test_cli import free_port, layotto, stop, wait_healthy
 from tests.subscriber_app import SubscriberApp, serving
 
+START_TIMEOUT = 60  # seconds; like UPDATE_TIMEOUT, a bound on failure only: a busy machine is slow, not wrong
+UPDATE_TIMEOUT = 30
 
+
+@pytest.mark.timeout(2 * START_TIMEOUT + 2 * UPDATE_TIMEOUT)
 async def test_two_default_sidecars_share_configuration_and_its_updates(tmp_path: Path) -> None:
     env = {"HOME": str(tmp_path)}
     writer_port, subscriber_port = free_port(), free_port()
@@ -24,9 +29,10 @@ async def test_two_default_sidecars_share_configuration_and_its_updates(tmp_path
         )
         try:
             await asyncio.gather(
-                asyncio.to_thread(wait_healthy, writer_port, 30), asyncio.to_thread(wait_healthy, subscriber_port, 30)
+                asyncio.to_thread(wait_healthy, writer_port, START_TIMEOUT, writer),
+                asyncio.to_thread(wait_healthy, subscriber_port, START_TIMEOUT, subscriber),
             )
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(timeout=30) as client:
                 base = "/v1.0/configuration/configstore"
                 subscribed = await client.get(f"http://127.0.0.1:{subscriber_port}{base}/subscribe?key=color")
                 assert subscribed.status_code == 200, subscribed.text
@@ -37,13 +43,13 @@ async def test_two_default_sidecars_share_configuration_and_its_updates(tmp_path
                     json={"items": [{"key": "color", "value": "blue"}]},
                 )
                 assert saved.status_code == 204, saved.text
-                [update] = await app.wait_for("/configuration/configstore/color", 1, timeout=1)
+                [update] = await app.wait_for("/configuration/configstore/color", 1, timeout=UPDATE_TIMEOUT)
                 assert update.event == {"id": subscription, "items": {"color": {"value": "blue", "version": "1"}}}
 
                 database = tmp_path / ".layotto" / "data" / "configuration.db"
                 with sqlite3.connect(database) as connection:
                     connection.execute("UPDATE configuration SET value = 'red', version = '5' WHERE key = 'color'")
-                updates = await app.wait_for("/configuration/configstore/color", 2, timeout=1)
+                updates = await app.wait_for("/configuration/configstore/color", 2, timeout=UPDATE_TIMEOUT)
                 assert updates[1].event["items"] == {"color": {"value": "red", "version": "5"}}
 
                 got = await client.get(f"http://127.0.0.1:{writer_port}{base}?key=color")

@@ -7,17 +7,19 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.test_cli import free_port, layotto, stop, wait_healthy
 
 
+@pytest.mark.timeout(3 * 60)  # three sidecar starts, each given wait_healthy's 60 s on a busy machine
 def test_embedded_lockstore_and_sequencer(tmp_path: Path) -> None:
     ports = [free_port(), free_port()]
     env = {"HOME": str(tmp_path)}
     sidecars = [layotto("--app-id", "shop", "--dapr-http-port", str(port), env=env) for port in ports]
     try:
-        for port in ports:
-            wait_healthy(port, timeout=30)
+        for port, sidecar in zip(ports, sidecars, strict=True):
+            wait_healthy(port, process=sidecar)
         first, second = (f"http://127.0.0.1:{port}/v1.0-alpha1" for port in ports)
         body = {"resourceId": "cart-1", "lockOwner": "a", "expiryInSeconds": 30}
         assert httpx.post(f"{first}/lock/lockstore", json=body).json() == {"success": True}
@@ -37,7 +39,7 @@ def test_embedded_lockstore_and_sequencer(tmp_path: Path) -> None:
 
     again = layotto("--app-id", "shop", "--dapr-http-port", str(ports[0]), env=env)
     try:
-        wait_healthy(ports[0], timeout=30)
+        wait_healthy(ports[0], process=again)
         url = f"http://127.0.0.1:{ports[0]}/v1.0-alpha1/sequencer/sequencer"
         assert httpx.post(url, json={"key": "order", "options": {"increment": "STRONG"}}).json() == {"nextId": "101"}
     finally:

@@ -24,6 +24,16 @@ from tests.sidecar import component_yaml
 APP_ID = "numbers"
 SEGMENT_SIZE = 100
 
+# Each test's pytest timeout is sized by its work, so a busy machine slows a test without failing it: 10,000
+# ids took 6-13 s beside other engineers' tests, 14-28 s with two CPU burners as well (up to ~3 ms an id).
+START_BUDGET = 60.0  # seconds to start the two sidecars (Sidecars.START_TIMEOUT) or restart them
+ID_BUDGET = 0.02  # seconds per id drawn: about 7 times the cost measured on the busiest machine
+
+
+def budget(ids: int, starts: int = 1) -> pytest.MarkDecorator:
+    """A pytest timeout for a test that starts the sidecars ``starts`` times and draws ``ids`` ids."""
+    return pytest.mark.timeout(starts * START_BUDGET + ids * ID_BUDGET)
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -93,6 +103,7 @@ async def draw_concurrently(urls: list[str], key: str, count: int, concurrency: 
     return drawn
 
 
+@budget(ids=10_000)
 async def test_ten_thousand_ids_from_two_sidecars_are_unique(setup: Setup) -> None:
     drawn = await draw_concurrently(setup.sidecars.urls, uuid.uuid4().hex, 10_000)
     assert len(drawn) == 10_000
@@ -100,6 +111,7 @@ async def test_ten_thousand_ids_from_two_sidecars_are_unique(setup: Setup) -> No
     assert min(drawn) > 0
 
 
+@budget(ids=600)
 async def test_strong_ids_strictly_increase(setup: Setup) -> None:
     key = uuid.uuid4().hex
     first, second = setup.sidecars.urls
@@ -114,6 +126,7 @@ async def test_strong_ids_strictly_increase(setup: Setup) -> None:
             assert all(a < b for a, b in itertools.pairwise(mine))
 
 
+@budget(ids=2_000, starts=2)
 async def test_restarting_both_sidecars_reuses_no_id(setup: Setup) -> None:
     key = uuid.uuid4().hex
     before = await draw_concurrently(setup.sidecars.urls, key, 1_000)
@@ -122,6 +135,7 @@ async def test_restarting_both_sidecars_reuses_no_id(setup: Setup) -> None:
     assert min(after) > max(before)
 
 
+@budget(ids=500, starts=2)
 async def test_floors_are_honoured_by_every_sidecar(setup: Setup) -> None:
     if not setup.backend.counter:
         pytest.skip("snowflake floors are checked at start-up (tests/components/test_sequencer_snowflake.py)")
@@ -159,6 +173,7 @@ async def stored_counter(setup: Setup, key: str) -> int:
                 await connection.close()
 
 
+@budget(ids=SEGMENT_SIZE + 3)
 async def test_weak_ids_come_from_segments_reserved_in_the_backend(setup: Setup) -> None:
     if not setup.backend.counter:
         pytest.skip("snowflake ids cost no backend call")

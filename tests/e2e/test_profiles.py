@@ -28,7 +28,8 @@ async def _serves_state(profile: str, environ: dict[str, str]) -> None:
     )
     await runtime.start()
     try:
-        await runtime.wait_ready()
+        await runtime.wait_settled()  # ready or failed: a failed start-up says why instead of waiting forever
+        assert not runtime.failure, runtime.failure
         assert "statestore" in runtime.state.components
     finally:
         await runtime.close()

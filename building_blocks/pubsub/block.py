@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from building_blocks import jsoncodec
+from building_blocks._common.cooperative import map_items, pause
 from building_blocks.block import Block
 from building_blocks.component import ComponentContext
 from building_blocks.errors import (
@@ -232,25 +233,30 @@ class PubSubBlock(Block[PubSub]):
     async def bulk_publish(
         self, name: str, topic: str, body: bytes, metadata: Mapping[str, str], trace: Mapping[str, str]
     ) -> None:
-        """Dapr's bulk publish body; raises ``BulkPublishFailed`` listing the entries that failed."""
+        """Dapr's bulk publish body; raises ``BulkPublishFailed`` listing the entries that failed.
+
+        A 4 MiB body holds ~57,000 entries at ~30 µs each: the loop is yielded every ``SLICE`` entries."""
         pubsub = self._publishable(name, topic)
-        entries = self._bulk_entries(name, topic, body)
+        entries = await self._bulk_entries(name, topic, body)
         ids: list[str] = []
+        seen: set[str] = set()
         requests: list[PublishRequest] = []
-        for entry in entries:
+        for done, entry in enumerate(entries):
+            await pause(done)
             content_type = entry.get("contentType") or ""
             data = _entry_bytes(entry.get("event"), content_type)
             if data is None:
                 message = f"error when marshalling cloud event envelope for topic {topic} pubsub {name}: {_MISMATCH}"
                 raise BulkEventsInvalid(name, topic, "envelope", message)
             entry_id = entry.get("entryId") or ""
-            if not entry_id or entry_id in ids:
+            if not entry_id or entry_id in seen:
                 message = (
                     f"error marshaling events to bytes for topic {topic} pubsub {name}. "
                     "error: entryId is duplicated or not present for entry"
                 )
                 raise BulkEventsInvalid(name, topic, "entry", message)
             ids.append(entry_id)
+            seen.add(entry_id)
             entry_metadata = {**metadata, **{k: v or "" for k, v in (entry.get("metadata") or {}).items()}}
             envelope = self._envelope(pubsub, topic, data, content_type, entry_metadata, trace)
             requests.append(PublishRequest(topic, envelope, entry_metadata, content_type))
@@ -262,7 +268,7 @@ class PubSubBlock(Block[PubSub]):
             raise BulkPublishFailed(name, topic, failures)
 
     @staticmethod
-    def _bulk_entries(name: str, topic: str, body: bytes) -> list[dict[str, Any]]:
+    async def _bulk_entries(name: str, topic: str, body: bytes) -> list[dict[str, Any]]:
         """The entries of a bulk publish body, each field of the type Dapr decodes it into."""
         try:
             entries = jsoncodec.loads(body)
@@ -272,7 +278,7 @@ class PubSubBlock(Block[PubSub]):
             if entries is None:  # Go decodes null into an empty slice
                 return []
             if isinstance(entries, list):
-                fields = [_entry_fields(entry) for entry in entries]
+                fields = await map_items(_entry_fields, entries)
                 if not (detail := next((f for f in fields if isinstance(f, str)), "")):
                     return [f for f in fields if isinstance(f, dict)]
             else:

@@ -193,9 +193,6 @@ def test_a_4mib_single_value_save_and_get(base_url: str) -> None:
     observe(base_url, hostile).check()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="open: a bulk publish of ~57k entries holds the loop for seconds (pub/sub block, per entry)"
-)
 def test_a_4mib_publish_and_bulk_publish(base_url: str) -> None:
     event = large_document()
     bulk = orjson.dumps(filling(lambda i: {"entryId": str(i), "event": {"n": i}, "contentType": "application/json"}))

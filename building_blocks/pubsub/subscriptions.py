@@ -9,6 +9,13 @@ The CEL runtime converts the whole ``event`` into its own values before evaluati
 parts of the event its expression can reach: the field chains after ``event`` (``event.data.order.id``
 keeps ``data.order.id`` whole; an index, a method call or a bare ``event`` keep the object they apply to).
 The chains are found by a scan that may over-approximate (a chain inside a string literal), never miss one.
+
+The parts all rules of a subscription need are converted once per event (one ``cel.Context`` shared by the
+rules), and only if they are small enough: at most ``MAX_CEL_NODES`` JSON values (20,000 convert in ~20 ms,
+a whole 4 MiB event in ~0.6 s) nested at most ``MAX_CEL_DEPTH`` levels (the CEL library crashes the process
+with a stack overflow near 5,000). Past either bound the CEL rules do not match, as for any rule whose
+evaluation fails, and the event takes the default route (or none: dead-lettered). Events up to Dapr's
+10,000 levels are still delivered; only a rule reading a part that large or that deep cannot route on it.
 """
 
 from __future__ import annotations
@@ -21,7 +28,15 @@ from typing import Any
 
 from building_blocks.errors import SpecError
 
-__all__ = ("BulkSettings", "Rule", "SubscriptionSpec", "from_declarations", "from_programmatic")
+__all__ = (
+    "MAX_CEL_DEPTH",
+    "MAX_CEL_NODES",
+    "BulkSettings",
+    "Rule",
+    "SubscriptionSpec",
+    "from_declarations",
+    "from_programmatic",
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +46,9 @@ _FIELD = re.compile(r"[A-Za-z_]\w*")
 
 # The parts of an event a rule reads: field name -> its own parts, None for all of it.
 Needs = dict[str, "Needs | None"]
+
+MAX_CEL_NODES = 20_000
+MAX_CEL_DEPTH = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +73,50 @@ class Rule:
     def matches(self, event: Mapping[str, Any]) -> bool:
         if self.program is None:
             return True
+        context = cel_context(event, self.needs)
+        return context is not None and self.holds(context)
+
+    def holds(self, context: Any) -> bool:
+        """Whether the match holds for ``context`` (a ``cel.Context`` from ``cel_context``)."""
         try:
-            return self.program.execute({"event": _pruned(event, self.needs)}) is True
+            return self.program.execute(context) is True
         except Exception:  # a missing field or a type error means "does not match", as in Dapr
             return False
+
+
+def cel_context(event: Mapping[str, Any], needs: Needs | None, quiet: bool = False) -> Any:
+    """A ``cel.Context`` holding the parts of ``event`` in ``needs``; None when they are past the bounds."""
+    pruned = _pruned(event, needs)
+    if not _within_bounds(pruned):
+        if quiet:
+            return None
+        log.warning(
+            "routing rule skipped for event %s: the parts it reads exceed %d values or %d levels",
+            event.get("id"),
+            MAX_CEL_NODES,
+            MAX_CEL_DEPTH,
+        )
+        return None
+    import cel
+
+    return cel.Context({"event": pruned})
+
+
+def _within_bounds(value: Any) -> bool:
+    """At most ``MAX_CEL_NODES`` values nested at most ``MAX_CEL_DEPTH`` levels; stops at the first excess,
+    so the walk itself costs at most the bound."""
+    budget = MAX_CEL_NODES
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        budget -= 1
+        if budget < 0 or depth > MAX_CEL_DEPTH:
+            return False
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return True
 
 
 def needs_of(expression: str) -> Needs | None:
@@ -79,6 +137,16 @@ def needs_of(expression: str) -> Needs | None:
         else:
             node[fields[-1]] = None
     return needs
+
+
+def merged_needs(first: Needs | None, second: Needs | None) -> Needs | None:
+    """What two rules read together."""
+    if first is None or second is None:
+        return None
+    merged = dict(first)
+    for name, part in second.items():
+        merged[name] = merged_needs(merged[name], part) if name in merged else part
+    return merged
 
 
 def _pruned(value: Any, needs: Needs | None) -> Any:
@@ -102,14 +170,33 @@ class SubscriptionSpec:
     metadata: Mapping[str, str] = field(default_factory=dict)
     bulk: BulkSettings | None = None
     kind: str = "PROGRAMMATIC"
+    needs: Needs | None = field(init=False, compare=False, repr=False)  # what the rules read, together
 
     @property
     def raw_payload(self) -> bool:
         return self.metadata.get("rawPayload", "").lower() == "true"
 
     def route(self, event: Mapping[str, Any]) -> str | None:
-        """The path of the first rule that matches, or None."""
-        return next((rule.path for rule in self.rules if rule.matches(event)), None)
+        """The path of the first rule that matches, or None. The event is converted for CEL once, for all
+        the rules, and only when a rule with a match is reached."""
+        context: Any = None
+        converted = False
+        for rule in self.rules:
+            if rule.program is None:
+                return rule.path
+            if not converted:
+                context, converted = cel_context(event, self.needs, quiet=True), True
+            # Past the bounds together, each rule is tried on its own parts (one greedy rule spoils no other).
+            if rule.holds(context) if context is not None else rule.matches(event):
+                return rule.path
+        return None
+
+    def __post_init__(self) -> None:
+        needs: Needs | None = {}
+        for rule in self.rules:
+            if rule.program is not None:
+                needs = merged_needs(needs, rule.needs)
+        object.__setattr__(self, "needs", needs)
 
 
 def _lower_keys(raw: Mapping[str, Any]) -> dict[str, Any]:

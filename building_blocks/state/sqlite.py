@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from building_blocks._common.sqlite import SQLiteDatabase, table_name, write
+from building_blocks._common.sqlite import INLINE_ITEMS, SQLiteDatabase, table_name, write
 from building_blocks.errors import BulkError, ComponentError, ETagMismatch
 from building_blocks.state import query as q
 from building_blocks.state.base import (
@@ -127,12 +127,27 @@ class SQLiteStateStore(StateStore):
 
     def _bulk_get(self, connection: sqlite3.Connection, keys: Sequence[str]) -> list[BulkGetItem]:
         now = _timestamp(time.time())
+        if len(keys) > INLINE_ITEMS:  # on the worker thread: one step per slice of keys (see ``_scan``)
+            with contextlib.suppress(orjson.JSONEncodeError):  # a key orjson cannot encode: row by row
+                return self._bulk_get_sliced(connection, keys, now)
         items = []
         for key in keys:
             row = self._select(connection, key, now)
             response = None if row is None else GetResponse(_decode(row[0], row[1]), row[2], row[3])
             items.append(BulkGetItem(key, response))
         return items
+
+    def _bulk_get_sliced(self, connection: sqlite3.Connection, keys: Sequence[str], now: str) -> list[BulkGetItem]:
+        found: dict[str, GetResponse] = {}
+        for start in range(0, len(keys), SCAN_ROWS):
+            (chunk,) = connection.execute(
+                f"SELECT json_group_array(json_array(key, {_ROW})) FROM {self._table} WHERE key IN"
+                " (SELECT value FROM json_each(?)) AND (expiration_time IS NULL OR expiration_time > ?)",
+                (orjson.dumps(keys[start : start + SCAN_ROWS]).decode(), now),
+            ).fetchone()
+            for key, value, is_binary, etag, expires_at in orjson.loads(chunk):
+                found[key] = GetResponse(_decode(value, is_binary), etag, expires_at)
+        return [BulkGetItem(key, found.get(key)) for key in keys]
 
     def _current_etag(self, connection: sqlite3.Connection, key: str, now: str) -> str | None:
         row = connection.execute(

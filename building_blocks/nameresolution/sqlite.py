@@ -2,8 +2,9 @@
 
 Every sidecar that serves an app inserts ``app id -> host:port`` (its internal port) into a table of the
 shared file and refreshes its row every third of ``updateInterval`` (a heartbeat); rows older than
-``updateInterval`` are dead: never returned, and deleted by the next heartbeat of any sidecar. Closing deletes the row. A sidecar
-that finds its address taken over by another registration stops advertising itself (Dapr exits there).
+``updateInterval`` are dead: never returned, and deleted by the next heartbeat of any sidecar. Closing
+deletes the row. A sidecar that finds its address taken over by another registration stops advertising
+itself (Dapr exits there).
 
 Configuration (Dapr's names): ``connectionString`` (default ``~/.layotto/data/nameresolution.db``),
 ``tableName`` (``hosts``), ``updateInterval`` (5s), ``busyTimeout`` (800ms), ``disableWAL``.

@@ -189,7 +189,7 @@ class StateStore(Component):
 
     async def bulk_get(self, requests: Sequence[GetRequest]) -> list[BulkGetItem]:
         """One entry per request, in request order; a failure of one key is reported in its entry."""
-        outcomes = await asyncio.gather(*(self.get(r) for r in requests), return_exceptions=True)
+        outcomes = await _windowed(requests, self.get)
         items = []
         for request, outcome in zip(requests, outcomes, strict=True):
             if isinstance(outcome, BaseException):
@@ -215,11 +215,28 @@ class StateStore(Component):
         raise FeatureNotSupported(self.name, "querying")
 
 
+#: Calls of a bulk operation in flight at once. All of a 4 MiB body's ~100,000 at once made as many tasks
+#: at one go (seconds of the loop) and queued them all on the component's connection pool, where they
+#: timed out; a window keeps both bounded, and every window awaits the backend, so the loop serves others.
+WINDOW = 100
+
+
+async def _windowed(requests: Sequence[Any], operation: Any) -> list[Any]:
+    """``operation(request)`` for each request, ``WINDOW`` at a time; exceptions are returned, in order."""
+    if len(requests) <= WINDOW:
+        return await asyncio.gather(*(operation(r) for r in requests), return_exceptions=True)
+    outcomes: list[Any] = []
+    for start in range(0, len(requests), WINDOW):
+        window = requests[start : start + WINDOW]
+        outcomes += await asyncio.gather(*(operation(r) for r in window), return_exceptions=True)
+    return outcomes
+
+
 async def _each(requests: Sequence[Any], operation: Any) -> None:
     if len(requests) == 1:
         await operation(requests[0])
         return
-    outcomes = await asyncio.gather(*(operation(r) for r in requests), return_exceptions=True)
+    outcomes = await _windowed(requests, operation)
     failures: list[tuple[str, Exception]] = []
     for request, outcome in zip(requests, outcomes, strict=True):
         if isinstance(outcome, Exception):

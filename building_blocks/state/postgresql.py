@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from building_blocks._common.cooperative import SLICE, map_items
 from building_blocks._common.postgresql import PostgreSQLPool
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, ETagInvalid, ETagMismatch
@@ -143,10 +144,13 @@ class PostgreSQLStateStore(StateStore):
 
     async def bulk_get(self, requests: Sequence[GetRequest]) -> list[BulkGetItem]:
         keys = [r.key for r in requests]
-        async with self._db.connection("bulk get") as conn:
-            rows = await conn.fetch(self._sql.bulk_get, list(set(keys)))
-        found = {row[0]: _response(row) for row in rows}
-        return [BulkGetItem(key, found.get(key)) for key in keys]
+        distinct = list(set(keys))
+        found: dict[str, GetResponse] = {}
+        for start in range(0, len(distinct), SLICE):  # one query per slice: the loop serves others between
+            async with self._db.connection("bulk get") as conn:
+                rows = await conn.fetch(self._sql.bulk_get, distinct[start : start + SLICE])
+            found.update((row[0], _response(row)) for row in rows)
+        return await map_items(lambda key: BulkGetItem(key, found.get(key)), keys)
 
     async def set(self, request: SetRequest) -> None:
         etag = _xid(request.etag)

@@ -22,6 +22,7 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
+from building_blocks._common.cooperative import SLICE
 from building_blocks._common.redis import ComponentClient, Script, pool_options
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, ETagMismatch
@@ -126,17 +127,17 @@ class RedisStateStore(StateStore):
         return _response(reply, time.time())
 
     async def bulk_get(self, requests: Sequence[GetRequest]) -> list[BulkGetItem]:
-        if not requests:
-            return []
-        with _translated():
-            replies = await self._read(keys=[r.key for r in requests])
-        now = time.time()
-        items = []
-        for request, reply in zip(requests, replies, strict=True):
-            try:
-                items.append(BulkGetItem(request.key, _response(reply, now)))
-            except ComponentError as exc:
-                items.append(BulkGetItem(request.key, error=str(exc)))
+        items: list[BulkGetItem] = []
+        for start in range(0, len(requests), SLICE):  # one script per slice: the loop serves others between
+            part = requests[start : start + SLICE]
+            with _translated():
+                replies = await self._read(keys=[r.key for r in part])
+            now = time.time()
+            for request, reply in zip(part, replies, strict=True):
+                try:
+                    items.append(BulkGetItem(request.key, _response(reply, now)))
+                except ComponentError as exc:
+                    items.append(BulkGetItem(request.key, error=str(exc)))
         return items
 
     async def set(self, request: SetRequest) -> None:

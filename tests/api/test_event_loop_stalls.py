@@ -26,6 +26,7 @@ import pytest
 
 from building_blocks.state.query import MAX_CLAUSES, MAX_DEPTH
 from tests.e2e.test_cli import free_port, layotto, stop, wait_healthy
+from tests.services import POSTGRES_DSN, require_postgres, require_redis
 from tests.sidecar import component_yaml
 from tests.subscriber_app import SubscriberApp, serving
 
@@ -94,6 +95,10 @@ def resources(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "state.yaml").write_text(
         component_yaml("statestore", "state.sqlite", {"connectionString": str(folder / "state.db")})
     )
+    (folder / "redis.yaml").write_text(component_yaml("redisstore", "state.redis", {"redisHost": require_redis()}))
+    require_postgres()
+    table = {"connectionString": POSTGRES_DSN, "tableName": f"stalls_{uuid.uuid4().hex[:8]}"}
+    (folder / "pg.yaml").write_text(component_yaml("pgstore", "state.postgresql", table))
     (folder / "pubsub.yaml").write_text(component_yaml("pubsub", "pubsub.in-memory"))
     (folder / "subscription.yaml").write_text(
         textwrap.dedent(
@@ -164,7 +169,8 @@ def test_a_query_at_the_limits_over_10k_sqlite_rows(base_url: str) -> None:
     observe(base_url, hostile).check()
 
 
-def test_a_4mib_bulk_save_bulk_get_and_transaction(base_url: str) -> None:
+@pytest.mark.parametrize("store", ["statestore", "redisstore", "pgstore"])
+def test_a_4mib_bulk_save_bulk_get_and_transaction(base_url: str, store: str) -> None:
     prefix = f"b{uuid.uuid4().hex[:6]}-"
     save = orjson.dumps(filling(lambda i: {"key": f"{prefix}{i:07}", "value": i}))
     bulk_get = orjson.dumps({"keys": filling(lambda i: f"{prefix}{i:07}", BODY - 100)})
@@ -173,9 +179,9 @@ def test_a_4mib_bulk_save_bulk_get_and_transaction(base_url: str) -> None:
     assert max(len(save), len(bulk_get), len(transaction)) < BODY
 
     def hostile(client: httpx.Client) -> None:
-        ok(client.post("/v1.0/state/statestore", content=save))
-        ok(client.post("/v1.0/state/statestore/bulk", content=bulk_get))
-        ok(client.post("/v1.0/state/statestore/transaction", content=transaction))
+        ok(client.post(f"/v1.0/state/{store}", content=save))
+        ok(client.post(f"/v1.0/state/{store}/bulk", content=bulk_get))
+        ok(client.post(f"/v1.0/state/{store}/transaction", content=transaction))
 
     observe(base_url, hostile).check()
 

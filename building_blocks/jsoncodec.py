@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-__all__ = ("MAX_DEPTH", "TooDeep", "dumps", "is_json", "loads")
+__all__ = ("MAX_DEPTH", "TooDeep", "dumps", "go_type", "is_json", "loads")
 
 T = TypeVar("T")
 
@@ -102,3 +102,16 @@ def is_json(data: bytes) -> bool:
         except ValueError:
             return False
     return True
+
+
+def go_type(value: Any) -> str:
+    """The JSON type of a decoded ``value`` in the words of Go's decoder errors (``cannot unmarshal <type>``)."""
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else "null"

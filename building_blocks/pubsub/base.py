@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from building_blocks._common.cooperative import pause
 from building_blocks.component import Component
 
 __all__ = ("Feature", "Handler", "Message", "PubSub", "PublishRequest", "SubscribeRequest", "Subscription")
@@ -82,9 +83,11 @@ class PubSub(Component):
         raise NotImplementedError
 
     async def bulk_publish(self, requests: Sequence[PublishRequest]) -> list[Exception | None]:
-        """One outcome per request, in order: None when published, the error otherwise."""
+        """One outcome per request, in order: None when published, the error otherwise. A publish that never
+        waits (an in-memory queue with room) does not yield, so the loop is yielded every ``SLICE`` entries."""
         outcomes: list[Exception | None] = []
-        for request in requests:
+        for done, request in enumerate(requests):
+            await pause(done)
             try:
                 await self.publish(request)
             except Exception as exc:

@@ -25,6 +25,7 @@ from building_blocks.errors import (
     PublishMetadataInvalid,
     TopicForbidden,
 )
+from building_blocks.jsoncodec import go_type
 from building_blocks.pubsub.base import Feature, PublishRequest, PubSub
 from building_blocks.pubsub.cloudevents import complete_user_event, new_event
 from building_blocks.pubsub.scopes import TopicScopes
@@ -112,17 +113,6 @@ def _entry_bytes(event: Any, content_type: str) -> bytes | None:
     return None
 
 
-def _go_type(value: Any) -> str:
-    """The JSON type of ``value`` in the words of Go's decoder errors."""
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _entry_fields(entry: Any) -> dict[str, Any] | str:
     """A bulk publish entry's fields, or the Go decoder's complaint about it (Dapr decodes every entry into
     ``{entryId, event, contentType string; metadata map[string]string}`` before looking at any)."""
@@ -130,19 +120,19 @@ def _entry_fields(entry: Any) -> dict[str, Any] | str:
         return {}
     where = "Go struct field bulkPublishMessageEntry"
     if not isinstance(entry, dict):
-        return f"json: cannot unmarshal {_go_type(entry)} into Go value of type http.bulkPublishMessageEntry"
+        return f"json: cannot unmarshal {go_type(entry)} into Go value of type http.bulkPublishMessageEntry"
     fields = {_ENTRY_FIELDS[k.lower()]: v for k, v in entry.items() if k.lower() in _ENTRY_FIELDS}
     for name in ("entryId", "contentType"):
         value = fields.get(name)
         if value is not None and not isinstance(value, str):
-            return f"json: cannot unmarshal {_go_type(value)} into {where}.{name} of type string"
+            return f"json: cannot unmarshal {go_type(value)} into {where}.{name} of type string"
     metadata = fields.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, dict):
-            return f"json: cannot unmarshal {_go_type(metadata)} into {where}.metadata of type map[string]string"
+            return f"json: cannot unmarshal {go_type(metadata)} into {where}.metadata of type map[string]string"
         for value in metadata.values():
             if value is not None and not isinstance(value, str):
-                return f"json: cannot unmarshal {_go_type(value)} into {where}.metadata of type string"
+                return f"json: cannot unmarshal {go_type(value)} into {where}.metadata of type string"
     return fields
 
 
@@ -283,7 +273,7 @@ class PubSubBlock(Block[PubSub]):
                     return [f for f in fields if isinstance(f, dict)]
             else:
                 target = "[]http.bulkPublishMessageEntry"
-                detail = f"json: cannot unmarshal {_go_type(entries)} into Go value of type {target}"
+                detail = f"json: cannot unmarshal {go_type(entries)} into Go value of type {target}"
         message = f"error when unmarshaling the request for topic {topic} pubsub {name}: {detail}"
         raise BulkEventsInvalid(name, topic, "unmarshal", message)
 

@@ -14,10 +14,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Sequence
 from typing import Any
 
-from building_blocks._common.cooperative import pause
 from building_blocks.pubsub.base import Handler, Message, PublishRequest, PubSub, SubscribeRequest, Subscription
 
 __all__ = ("InMemoryPubSub",)
@@ -93,19 +91,6 @@ class InMemoryPubSub(PubSub):
         message = Message(request.topic, request.data, dict(request.metadata), str(next(self._ids)))
         for queue in self._groups.get(request.topic, {}).values():
             await queue.put(message)
-
-    async def bulk_publish(self, requests: Sequence[PublishRequest]) -> list[Exception | None]:
-        """One ``publish`` per entry; a queue with room never yields, so the loop is yielded every ``SLICE``."""
-        outcomes: list[Exception | None] = []
-        for done, request in enumerate(requests):
-            await pause(done)
-            try:
-                await self.publish(request)
-            except Exception as exc:
-                outcomes.append(exc)
-            else:
-                outcomes.append(None)
-        return outcomes
 
     async def subscribe(self, request: SubscribeRequest, handler: Handler) -> Subscription:
         groups = self._groups.setdefault(request.topic, {})

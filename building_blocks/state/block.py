@@ -27,6 +27,7 @@ from building_blocks.errors import (
     TooManyOperations,
     UnsupportedOperation,
 )
+from building_blocks.jsoncodec import go_type
 from building_blocks.keyprefix import KeyPrefixer
 from building_blocks.state import query as q
 from building_blocks.state.base import (
@@ -112,9 +113,7 @@ def _required_key(key: Any, where: str) -> str:
     if isinstance(key, str) and key:
         return key
     if key is not None and not isinstance(key, str):
-        raise InvalidRequest(
-            f"json: cannot unmarshal {_json_type(key)} into Go struct field {where}.key of type string"
-        )
+        raise InvalidRequest(f"json: cannot unmarshal {go_type(key)} into Go struct field {where}.key of type string")
     raise InvalidRequest('"key" is a required field')
 
 
@@ -126,14 +125,13 @@ def _options(value: Any, where: str) -> Mapping[str, Any]:
     option_type = "SetStateOption" if where != "DeleteRequest" else "DeleteStateOption"
     if not isinstance(value, dict):
         raise InvalidRequest(
-            f"json: cannot unmarshal {_json_type(value)} into Go struct field {where}.options of type "
-            f"state.{option_type}"
+            f"json: cannot unmarshal {go_type(value)} into Go struct field {where}.options of type state.{option_type}"
         )
     for name in ("concurrency", "consistency"):
         option = value.get(name)
         if option is not None and not isinstance(option, str):
             raise InvalidRequest(
-                f"json: cannot unmarshal {_json_type(option)} into Go struct field "
+                f"json: cannot unmarshal {go_type(option)} into Go struct field "
                 f"{option_type}.options.{name} of type string"
             )
     return value
@@ -149,23 +147,11 @@ def _string_map(value: Any, where: str) -> dict[str, str]:
 
 def _fields(item: Any, where: str) -> dict[str, Any]:
     if not isinstance(item, dict):
-        raise InvalidRequest(f"json: cannot unmarshal {_json_type(item)} into Go value of type {where}")
+        raise InvalidRequest(f"json: cannot unmarshal {go_type(item)} into Go value of type {where}")
     if item.keys() <= _ITEM_FIELDS:
         return item
     # Go decodes field names case-insensitively and ignores unknown ones.
     return {_CANONICAL[k.lower()]: v for k, v in item.items() if k.lower() in _CANONICAL}
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    return "object" if isinstance(value, dict) else "null"
 
 
 def _etag(value: Any, where: str) -> str | None:
@@ -173,7 +159,7 @@ def _etag(value: Any, where: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidRequest(
-            f"json: cannot unmarshal {_json_type(value)} into Go struct field {where}.etag of type string"
+            f"json: cannot unmarshal {go_type(value)} into Go struct field {where}.etag of type string"
         )
     return value
 
@@ -283,7 +269,7 @@ class StateBlock(Block[StateStore]):
         """Save decoded JSON items (Dapr's save body); several items are not atomic."""
         entry = self._entry(name)
         if not isinstance(items, list):
-            raise InvalidRequest(f"json: cannot unmarshal {_json_type(items)} into Go value of type []SetRequest")
+            raise InvalidRequest(f"json: cannot unmarshal {go_type(items)} into Go value of type []SetRequest")
         # The caller's own mistakes are 400s, checked before anything is written.
         await map_items(lambda item: _required_key(_fields(item, "SetRequest").get("key"), "SetRequest"), items)
         if not items:
@@ -324,7 +310,7 @@ class StateBlock(Block[StateStore]):
         """Decoded ``{"keys": [...], "metadata": {...}}``; one entry per key, in request order."""
         entry = self._entry(name)
         if not isinstance(body, dict):
-            raise InvalidRequest(f"failed deserializing HTTP body: expected an object, got {_json_type(body)}")
+            raise InvalidRequest(f"failed deserializing HTTP body: expected an object, got {go_type(body)}")
         keys = body.get("keys") or []
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise InvalidRequest("failed deserializing HTTP body: keys must be a list of strings")
@@ -343,7 +329,7 @@ class StateBlock(Block[StateStore]):
         if Feature.TRANSACTIONAL not in store.features:
             raise FeatureNotSupported(name, "transactions")
         if not isinstance(body, dict):
-            raise InvalidRequest(f"json: cannot unmarshal {_json_type(body)} into Go value of type TransactionRequest")
+            raise InvalidRequest(f"json: cannot unmarshal {go_type(body)} into Go value of type TransactionRequest")
         operations = body.get("operations") or []
         if not isinstance(operations, list) or not all(isinstance(op, dict) for op in operations):
             raise InvalidRequest("json: cannot unmarshal operations into Go value of type []TransactionalOperation")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -10,13 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from building_blocks import jsoncodec
+from building_blocks.empty import NO_METADATA
 from building_blocks.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
 __all__ = (
-    "EMPTY",
     "json_body",
     "json_response",
     "metadata_from_query",
@@ -25,23 +26,21 @@ __all__ = (
     "runtime_of",
 )
 
-EMPTY: dict[str, str] = {}
-
 
 def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def query_metadata(request: Request) -> dict[str, str]:
+def query_metadata(request: Request) -> Mapping[str, str]:
     """``metadata.<name>`` query parameters, prefix removed; the first value of a name wins."""
     return metadata_from_query(request.scope["query_string"])
 
 
-def metadata_from_query(raw: bytes) -> dict[str, str]:
+def metadata_from_query(raw: bytes) -> Mapping[str, str]:
     """``query_metadata`` of a raw query string."""
     if b"metadata." not in raw:
-        return EMPTY
+        return NO_METADATA
     metadata: dict[str, str] = {}
     for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
         if name.startswith("metadata.") and len(name) > 9:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from building_blocks.component import Component, ComponentContext, Metadata
-from building_blocks.state.base import NO_METADATA  # an empty mapping that is a safe dataclass default
+from building_blocks.empty import NO_METADATA  # the one shared empty mapping, a safe dataclass default
 
 __all__ = (
     "NO_METADATA",

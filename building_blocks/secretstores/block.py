@@ -6,13 +6,13 @@ import logging
 from collections.abc import Mapping
 
 from building_blocks.block import Block
+from building_blocks.empty import NO_METADATA
 from building_blocks.errors import LayottoError, Operation, OperationFailed
 from building_blocks.secretstores.base import SecretStore
 
 __all__ = ("SecretBlock",)
 
 log = logging.getLogger(__name__)
-_NONE: Mapping[str, str] = {}
 
 
 class SecretBlock(Block[SecretStore]):
@@ -22,7 +22,7 @@ class SecretBlock(Block[SecretStore]):
     type_prefix = "secretstores"
     component_base = SecretStore
 
-    async def get(self, store_name: str, name: str, metadata: Mapping[str, str] = _NONE) -> dict[str, str]:
+    async def get(self, store_name: str, name: str, metadata: Mapping[str, str] = NO_METADATA) -> dict[str, str]:
         store = self.component(store_name)
         try:
             return await store.get_secret(name, metadata)
@@ -31,7 +31,7 @@ class SecretBlock(Block[SecretStore]):
                 log.exception("secret store %s failed unexpectedly", store_name)
             raise OperationFailed(Operation.SECRET_GET, store_name, exc, name) from exc
 
-    async def bulk_get(self, store_name: str, metadata: Mapping[str, str] = _NONE) -> dict[str, dict[str, str]]:
+    async def bulk_get(self, store_name: str, metadata: Mapping[str, str] = NO_METADATA) -> dict[str, dict[str, str]]:
         store = self.component(store_name)
         try:
             return await store.bulk_get_secret(metadata)

@@ -13,15 +13,17 @@ Concurrency rules every store follows (Dapr's in-memory reference semantics):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from building_blocks.component import Component
+from building_blocks.empty import NO_METADATA  # re-exported: the blocks and components import it from here
 from building_blocks.errors import BulkError, ETagInvalid, FeatureNotSupported
 
 __all__ = (
+    "NO_METADATA",
     "BulkGetItem",
     "Concurrency",
     "Consistency",
@@ -38,25 +40,6 @@ __all__ = (
     "expired",
     "require_integer_etag",
 )
-
-
-class _NoMetadata(Mapping[str, str]):
-    """An empty, hashable mapping: a safe dataclass default that allocates nothing per request."""
-
-    def __getitem__(self, key: str) -> str:
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-    def __hash__(self) -> int:
-        return 0
-
-
-NO_METADATA: Mapping[str, str] = _NoMetadata()
 
 
 class Feature(StrEnum):

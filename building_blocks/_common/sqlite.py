@@ -1,4 +1,4 @@
-"""What the SQLite components share: one connection on its own worker thread, and write transactions.
+"""What the SQLite components share: calls inline when the file is free, else on a worker thread; write transactions.
 
 Metadata: ``connectionString`` (required: a path, ``~`` expanded, ``file:`` URI or ``:memory:``),
 ``busyTimeout`` (2s), ``disableWAL`` (false).
@@ -47,7 +47,8 @@ def table_name(meta: Metadata, default: str) -> str:
 
 
 class SQLiteDatabase:
-    """One connection to the file named by ``connectionString``, used from one worker thread."""
+    """The file named by ``connectionString``: a never-waiting connection for calls run inline on the loop,
+    and one on a worker thread for busy, large or long calls (``:memory:`` has only the worker's)."""
 
     def __init__(self, meta: Metadata, name: str) -> None:
         self.name = name

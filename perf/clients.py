@@ -6,8 +6,9 @@ differ only by the hops in front of the very same backend call.
 * Redis state: keys are hashes ``<appid>||<key>`` (Dapr's layout); a get or a save is one EVALSHA of the
   very script ``state.redis`` runs (``RedisState``: data, version and TTL in one call), with redis-py asyncio
   and hiredis on the sidecar's own pool and command path (``building_blocks._common.redis``).
-* SQLite state: Dapr's table (``key, value, is_binary, etag, expiration_time, update_time``). Calls run on one
-  worker thread per store, as the sidecar's ``state.sqlite`` does, so only the hops differ.
+* SQLite state: the sidecar's own ``state.sqlite`` component on the same file (``SqliteStore``), called
+  directly: the same statements, run inline while the file is free and on its worker thread when busy, so
+  only the hops (HTTP, routing, the block) differ.
 * Publishing: ``XADD <topic> * data <payload>`` (through ``execute`` too); Kafka: confluent-kafka's
   ``Producer`` with the sidecar's producer settings (idempotent, ``acks=all``, ``linger.ms=0``), awaiting
   each delivery report.
@@ -16,19 +17,17 @@ differ only by the hops in front of the very same backend call.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
 from building_blocks._common.redis import Script, split_address
 from building_blocks._common.redis import redis_client as common_redis_client
+from building_blocks.component import Metadata
+from building_blocks.state.base import GetRequest, SetRequest
 from building_blocks.state.redis import READ_SCRIPT, WRITE_SCRIPT
+from building_blocks.state.sqlite import SQLiteStateStore
 
 __all__ = ("KafkaProducer", "RedisState", "SqliteStore", "redis_client", "state_key")
 
@@ -61,55 +60,27 @@ class RedisState:
         await self._write(keys=[key], args=["s", "", "", value, 0])
 
 
-def _timestamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
 class SqliteStore:
-    """Dapr's SQLite state table, one worker thread (like ``state.sqlite``)."""
+    """``state.sqlite``'s get and save, done directly: the sidecar's component on the sidecar's file."""
 
-    def __init__(self, path: str, table: str = "state") -> None:
-        self._path, self._table = path, table
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="perf-sqlite")
-        self._connection: sqlite3.Connection | None = None
-
-    def _open(self) -> None:
-        self._connection = sqlite3.connect(self._path, timeout=2.0, isolation_level=None, check_same_thread=False)
-        self._connection.execute("PRAGMA busy_timeout = 2000")
-        self._connection.execute("PRAGMA synchronous = NORMAL")  # the sidecar's setting (with WAL)
+    def __init__(self, path: str) -> None:
+        # no purge task of its own: the sidecar's store purges the same table
+        metadata = Metadata({"connectionString": path, "cleanupInterval": "0"}, "perf sqlite baseline")
+        self._store = SQLiteStateStore("perf-sqlite", metadata)
 
     async def open(self) -> SqliteStore:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+        await self._store.init()
         return self
 
-    def _get(self, key: str) -> bytes | None:
-        assert self._connection is not None
-        row = self._connection.execute(
-            f"SELECT value FROM {self._table} WHERE key = ? AND (expiration_time IS NULL OR expiration_time > ?)",
-            (key, _timestamp(time.time())),
-        ).fetchone()
-        return None if row is None else str(row[0]).encode()
-
-    def _save(self, key: str, value: bytes) -> None:
-        assert self._connection is not None
-        self._connection.execute(
-            f"INSERT INTO {self._table} (key, value, is_binary, etag, expiration_time, update_time)"
-            " VALUES (?, ?, 0, ?, NULL, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
-            " is_binary = 0, etag = excluded.etag, expiration_time = NULL, update_time = excluded.update_time",
-            (key, value.decode(), uuid.uuid4().hex, _timestamp(time.time())),
-        )
-
     async def get(self, key: str) -> bytes | None:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._get, key)
+        found = await self._store.get(GetRequest(key))
+        return None if found is None else found.value
 
     async def save(self, key: str, value: bytes) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._save, key, value)
+        await self._store.set(SetRequest(key, value))
 
-    def close(self) -> None:
-        if self._connection is not None:
-            self._executor.submit(self._connection.close).result()
-            self._connection = None
-        self._executor.shutdown(wait=True)
+    async def close(self) -> None:
+        await self._store.close()
 
 
 class KafkaProducer:

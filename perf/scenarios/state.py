@@ -65,11 +65,7 @@ async def _run(bench: Bench, store: str, operation: str) -> dict[str, Any]:
                 await redis_state.save(stored_save_key, stored_value)
     else:
         sqlite = await SqliteStore(str(env.sqlite_path())).open()
-
-        async def close_sqlite() -> None:
-            sqlite.close()
-
-        closers.append(close_sqlite)
+        closers.append(sqlite.close)
         if operation == "get":
 
             async def call(index: int, scheduled: int) -> None:

@@ -178,6 +178,7 @@ STORES = {
         _postgres_writer,
     ),
 }
+COMPONENT_TYPES = frozenset(case.component_type for case in STORES.values())  # checked by test_registry_coverage
 
 
 @dataclass

@@ -38,6 +38,7 @@ STORES = {
         "lock.postgresql", lambda _: {"connectionString": require_postgres(), "tableName": "conformance_lock"}
     ),
 }
+COMPONENT_TYPES = frozenset(case.component_type for case in STORES.values())  # checked by test_registry_coverage
 
 
 @dataclass

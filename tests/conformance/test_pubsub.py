@@ -40,6 +40,7 @@ BROKERS = {
     ),
     "kafka": BrokerCase("pubsub.kafka", _kafka),
 }
+COMPONENT_TYPES = frozenset(case.component_type for case in BROKERS.values())  # checked by test_registry_coverage
 
 
 @dataclass

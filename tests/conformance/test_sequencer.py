@@ -53,6 +53,7 @@ CASES = {
         "sequencer.snowflake", lambda _: {"workerId": "7"}, counter=False, cached=False, shared=False
     ),
 }
+COMPONENT_TYPES = frozenset(case.component_type for case in CASES.values())  # checked by test_registry_coverage
 
 
 @dataclass

@@ -54,6 +54,7 @@ STORES = {
         lambda _: {"connectionString": require_postgres(), "tableName": "conformance_state"},
     ),
 }
+COMPONENT_TYPES = frozenset(case.component_type for case in STORES.values())  # checked by test_registry_coverage
 
 
 @dataclass

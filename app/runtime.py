@@ -80,7 +80,7 @@ class Runtime:
         self.sequencer = SequencerBlock(context)
         self.configuration = ConfigurationBlock(context)
         #: Every block by the block part of Dapr type strings; a new block adds one entry here.
-        self.blocks: dict[str, Block[Any]] = {
+        self.blocks: dict[str, Block[Any, Any]] = {
             block.type_prefix: block
             for block in (self.state, self.secrets, self.pubsub, self.lock, self.sequencer, self.configuration)
         }

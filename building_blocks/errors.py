@@ -23,6 +23,7 @@
     │   ├── ETagInvalid            the etag cannot be valid for this store (e.g. not an integer)
     │   ├── InvalidOption          an option the store refuses (unknown concurrency, bad ttl, bad query)
     │   ├── NotFoundInStore        the backend has no such item (secrets)
+    │   ├── KeyRefused             a key the store refuses where Dapr reports it as the store's failure (lock)
     │   └── BulkError              some items of a bulk operation failed; the others succeeded
     └── OperationFailed            wraps any error of a block operation with the operation's context
 """
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 __all__ = (
+    "CLIENT_MISTAKES",
     "AppChannelMissing",
     "BulkError",
     "BulkEventsInvalid",
@@ -48,6 +50,7 @@ __all__ = (
     "InvalidOption",
     "InvalidRequest",
     "InvocationFailed",
+    "KeyRefused",
     "LayottoError",
     "NotFoundInStore",
     "Operation",
@@ -206,6 +209,11 @@ class NotFoundInStore(ComponentError):
     """The backend has no item of that name."""
 
 
+class KeyRefused(ComponentError):
+    """A key the store can't hold (it contains ``||``) where Dapr reports it as the store's failure, with the
+    operation's code (the lock API), not as the caller's mistake (``IllegalKey``, 400)."""
+
+
 class BulkError(ComponentError):
     """Some items of a bulk operation failed; the others were applied."""
 
@@ -268,3 +276,16 @@ class InvocationFailed(LayottoError):
         super().__init__(f"failed to invoke, id: {app_id}, err: {reason}")
         self.app_id = app_id
         self.reason = reason
+
+
+#: The errors that are the caller's own mistake, each answered with a 4xx of its own by ``app/errors.py``:
+#: ``Block.operation`` lets them through unwrapped. Every other failure of a component call is reported with
+#: the operation's code (``OperationFailed``).
+CLIENT_MISTAKES: tuple[type[LayottoError], ...] = (
+    InvalidRequest,
+    ComponentNotFound,
+    TopicForbidden,
+    PublishMetadataInvalid,
+    EventInvalid,
+    BulkEventsInvalid,
+)

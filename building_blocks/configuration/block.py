@@ -1,7 +1,7 @@
 """The Configuration building block: Dapr's configuration API (plus Layotto's writes) on the loaded stores.
 
-It resolves stores by name, validates requests, wraps failures in ``OperationFailed`` (so the HTTP layer
-reports them with the operation's Dapr code) and owns the subscriptions made through the API: each one
+It resolves stores by name, validates requests, calls the stores through ``Block.operation`` (so the HTTP
+layer reports their failures with the operation's Dapr code) and owns the subscriptions made through the API: each one
 has its own ordered outbox towards the app, so a slow app or a failed delivery for one subscription
 never delays or cancels another.
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from building_blocks.block import Block
 from building_blocks.component import ComponentContext
@@ -31,19 +31,11 @@ from building_blocks.configuration.base import (
     SubscribeRequest,
     Subscription,
 )
-from building_blocks.errors import (
-    AppChannelMissing,
-    InvalidRequest,
-    LayottoError,
-    NotFoundInStore,
-    Operation,
-    OperationFailed,
-)
+from building_blocks.errors import AppChannelMissing, InvalidRequest, NotFoundInStore, Operation
 
 __all__ = ("ConfigurationBlock", "Delivery")
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: Sends one update of store ``name`` to the app: ``await delivery(name, update)``.
 Delivery = Callable[[str, ConfigurationUpdate], Awaitable[None]]
@@ -114,7 +106,7 @@ def _save_items(body: Any) -> list[SaveItem]:
     return parsed
 
 
-class ConfigurationBlock(Block[ConfigurationStore]):
+class ConfigurationBlock(Block[ConfigurationStore, None]):
     """All loaded configuration stores, and the configuration API's operations on them."""
 
     kind = "configuration store"
@@ -131,23 +123,12 @@ class ConfigurationBlock(Block[ConfigurationStore]):
         """Raise as Dapr does, before the request body is read, when ``name`` is not a loaded store."""
         self.component(name)
 
-    @staticmethod
-    async def _do(operation: Operation, store: str, key: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        try:
-            return await call()
-        except (InvalidRequest, OperationFailed):
-            raise
-        except Exception as exc:
-            if not isinstance(exc, LayottoError):
-                log.exception("%s on configuration store %s failed unexpectedly", operation, store)
-            raise OperationFailed(operation, store, exc, key) from exc
-
     async def get(
         self, name: str, keys: Sequence[str] = (), metadata: Mapping[str, str] = NO_METADATA
     ) -> dict[str, ConfigurationItem]:
         store = self.component(name)
         request = GetRequest(tuple(keys), metadata)
-        return await self._do(Operation.CONFIGURATION_GET, name, " ".join(keys), lambda: store.get(request))
+        return await self.operation(Operation.CONFIGURATION_GET, name, " ".join(keys), store.get, request)
 
     async def subscribe(self, name: str, keys: Sequence[str] = (), metadata: Mapping[str, str] = NO_METADATA) -> str:
         """Start a subscription whose updates go to the app; its id."""
@@ -156,8 +137,8 @@ class ConfigurationBlock(Block[ConfigurationStore]):
             raise AppChannelMissing("subscribe to configuration updates")
         outbox = _Outbox(name, self.delivery)
         request = SubscribeRequest(tuple(keys), metadata)
-        subscription = await self._do(
-            Operation.CONFIGURATION_SUBSCRIBE, name, " ".join(keys), lambda: store.subscribe(request, outbox.push)
+        subscription = await self.operation(
+            Operation.CONFIGURATION_SUBSCRIBE, name, " ".join(keys), store.subscribe, request, outbox.push
         )
         self._subscriptions[(name, subscription.id)] = subscription
         subscription.on_close(outbox.close)
@@ -172,13 +153,16 @@ class ConfigurationBlock(Block[ConfigurationStore]):
         """End one subscription; the others, on this store or any other, are untouched."""
         self.component(name)
         subscription = self._subscriptions.get((name, subscription_id))
+        await self.operation(
+            Operation.CONFIGURATION_UNSUBSCRIBE, name, subscription_id, self._close, subscription_id, subscription
+        )
 
-        async def call() -> None:
-            if subscription is None:
-                raise NotFoundInStore(f"subscription with id {subscription_id} does not exist")
-            await subscription.close()
-
-        await self._do(Operation.CONFIGURATION_UNSUBSCRIBE, name, subscription_id, call)
+    @staticmethod
+    async def _close(subscription_id: str, subscription: Subscription | None) -> None:
+        """The store's part of ``unsubscribe``: an unknown id is the store's "not found", as in Dapr."""
+        if subscription is None:
+            raise NotFoundInStore(f"subscription with id {subscription_id} does not exist")
+        await subscription.close()
 
     async def save(self, name: str, body: Any, query_metadata: Mapping[str, str] = NO_METADATA) -> None:
         """Layotto's SaveConfiguration over HTTP (not in Dapr): decoded ``{"items": [...], "metadata": {}}``."""
@@ -187,7 +171,7 @@ class ConfigurationBlock(Block[ConfigurationStore]):
         metadata = {**_string_map(body.get("metadata"), '"metadata"'), **query_metadata}
         request = SaveRequest(items, metadata)
         keys = " ".join(item.key for item in items)
-        await self._do(Operation.CONFIGURATION_SAVE, name, keys, lambda: store.save(request))
+        await self.operation(Operation.CONFIGURATION_SAVE, name, keys, store.save, request)
 
     async def delete(self, name: str, keys: Sequence[str], metadata: Mapping[str, str] = NO_METADATA) -> None:
         """Layotto's DeleteConfiguration over HTTP (not in Dapr); at least one key is required."""
@@ -195,4 +179,4 @@ class ConfigurationBlock(Block[ConfigurationStore]):
         if not keys:
             raise InvalidRequest("at least one key is required")
         request = DeleteRequest(tuple(keys), metadata)
-        await self._do(Operation.CONFIGURATION_DELETE, name, " ".join(keys), lambda: store.delete(request))
+        await self.operation(Operation.CONFIGURATION_DELETE, name, " ".join(keys), store.delete, request)

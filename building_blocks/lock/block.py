@@ -2,8 +2,8 @@
 
 It validates requests in Dapr's order (``expiryInSeconds`` first, then "any lock store loaded", the
 resource id, the owner, and last the store's name), prefixes resource ids as Dapr does
-(``lock||<keyPrefix>||<resourceId>``, ``keyPrefix`` metadata: appid by default), and wraps every failure
-of the store in ``OperationFailed``, so the HTTP layer reports it with the operation's Dapr code.
+(``lock||<keyPrefix>||<resourceId>``, ``keyPrefix`` metadata: appid by default), and calls the stores
+through ``Block.operation``, so the HTTP layer reports their failures with the operation's Dapr code.
 
 Renewal is an extension (neither Dapr nor Layotto has a working one): it takes the same body as
 ``try_lock`` and answers a ``LockStatus`` like ``unlock``.
@@ -11,21 +11,17 @@ Renewal is an extension (neither Dapr nor Layotto has a working one): it takes t
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from building_blocks.block import Block
-from building_blocks.component import ComponentContext
-from building_blocks.errors import ComponentNotConfigured, InvalidRequest, LayottoError, Operation, OperationFailed
-from building_blocks.keyprefix import SEPARATOR, KeyPrefixer
+from building_blocks.block import Block, Entry
+from building_blocks.errors import ComponentNotConfigured, IllegalKey, InvalidRequest, KeyRefused, Operation
+from building_blocks.keyprefix import SEPARATOR
 from building_blocks.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
 
 __all__ = ("LockBlock",)
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
+_Entry = Entry[LockStore, None]
 
 KEY_PREFIX = "lock" + SEPARATOR
 _BAD_BODY = "failed deserializing HTTP body: "
@@ -91,27 +87,16 @@ def _parse(body: Any) -> _Body:
     )
 
 
-class LockBlock(Block[LockStore]):
+class LockBlock(Block[LockStore, None]):
     """All loaded lock stores, and the lock API's operations on them."""
 
     kind = "lock store"
     type_prefix = "lock"
     component_base = LockStore
+    prefixes_keys = True
 
-    def __init__(self, context: ComponentContext) -> None:
-        super().__init__(context)
-        self._prefixers: dict[str, KeyPrefixer] = {}
-
-    def add(self, component: LockStore, where: str) -> None:
-        super().add(component, where)
-        self._prefixers[component.name] = KeyPrefixer.of(component.name, component.metadata, self.context)
-
-    def remove(self, name: str) -> None:
-        super().remove(name)
-        self._prefixers.pop(name, None)
-
-    def _validated(self, name: str, body: Any, with_expiry: bool) -> tuple[LockStore, _Body]:
-        """The store and the parsed body, checked in Dapr's order."""
+    def _validated(self, name: str, body: Any, with_expiry: bool) -> tuple[_Entry, _Body]:
+        """The store's entry and the parsed body, checked in Dapr's order."""
         request = _parse(body)
         if with_expiry and request.expiry <= 0:
             raise InvalidRequest(f"ExpiryInSeconds is not positive in lock store {name}")
@@ -121,46 +106,41 @@ class LockBlock(Block[LockStore]):
             raise InvalidRequest(f"ResourceId is empty in lock store {name}")
         if not request.lock_owner:
             raise InvalidRequest(f"LockOwner is empty in lock store {name}")
-        return self.component(name), request
-
-    def _key(self, store: LockStore, resource_id: str) -> str:
-        """The stored resource id; ``IllegalKey`` (a store failure, as in Dapr) when it holds ``||``."""
-        return KEY_PREFIX + self._prefixers[store.name].key(store.name, resource_id)
+        return self.entry(name), request
 
     @staticmethod
-    async def _do(operation: Operation, store: str, key: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    def _key(entry: _Entry, resource_id: str) -> str:
+        """The stored resource id; ``KeyRefused`` when it holds ``||``: Dapr reports it as the store's failure
+        (``ERR_TRY_LOCK``...), so it is not the caller's ``IllegalKey`` here."""
         try:
-            return await call()
-        except Exception as exc:
-            if not isinstance(exc, LayottoError):
-                log.exception("%s on lock store %s failed unexpectedly", operation, store)
-            raise OperationFailed(operation, store, exc, key) from exc
+            return KEY_PREFIX + entry.prefixer.key(entry.component.name, resource_id)
+        except IllegalKey as exc:
+            raise KeyRefused(str(exc)) from None
 
     async def try_lock(self, name: str, body: Any) -> bool:
         """Decoded ``{"resourceId", "lockOwner", "expiryInSeconds"}``; whether the lock was taken."""
-        store, request = self._validated(name, body, with_expiry=True)
-
-        async def call() -> bool:
-            key = self._key(store, request.resource_id)
-            return await store.try_lock(TryLockRequest(key, request.lock_owner, request.expiry))
-
-        return await self._do(Operation.LOCK_TRY, name, request.resource_id, call)
+        entry, request = self._validated(name, body, with_expiry=True)
+        return await self.operation(Operation.LOCK_TRY, name, request.resource_id, self._try_lock, entry, request)
 
     async def unlock(self, name: str, body: Any) -> LockStatus:
         """Decoded ``{"resourceId", "lockOwner"}``."""
-        store, request = self._validated(name, body, with_expiry=False)
-
-        async def call() -> LockStatus:
-            return await store.unlock(UnlockRequest(self._key(store, request.resource_id), request.lock_owner))
-
-        return await self._do(Operation.LOCK_UNLOCK, name, request.resource_id, call)
+        entry, request = self._validated(name, body, with_expiry=False)
+        return await self.operation(Operation.LOCK_UNLOCK, name, request.resource_id, self._unlock, entry, request)
 
     async def renew(self, name: str, body: Any) -> LockStatus:
         """Decoded ``{"resourceId", "lockOwner", "expiryInSeconds"}``: the lock's new lifetime from now."""
-        store, request = self._validated(name, body, with_expiry=True)
+        entry, request = self._validated(name, body, with_expiry=True)
+        return await self.operation(Operation.LOCK_RENEW, name, request.resource_id, self._renew, entry, request)
 
-        async def call() -> LockStatus:
-            key = self._key(store, request.resource_id)
-            return await store.renew(RenewRequest(key, request.lock_owner, request.expiry))
+    # The store's part of each operation: the key is made inside it, so a refused key is the store's failure.
 
-        return await self._do(Operation.LOCK_RENEW, name, request.resource_id, call)
+    async def _try_lock(self, entry: _Entry, request: _Body) -> bool:
+        key = self._key(entry, request.resource_id)
+        return await entry.component.try_lock(TryLockRequest(key, request.lock_owner, request.expiry))
+
+    async def _unlock(self, entry: _Entry, request: _Body) -> LockStatus:
+        return await entry.component.unlock(UnlockRequest(self._key(entry, request.resource_id), request.lock_owner))
+
+    async def _renew(self, entry: _Entry, request: _Body) -> LockStatus:
+        key = self._key(entry, request.resource_id)
+        return await entry.component.renew(RenewRequest(key, request.lock_owner, request.expiry))

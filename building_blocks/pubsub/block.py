@@ -8,6 +8,7 @@ import binascii
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,13 +20,12 @@ from building_blocks.errors import (
     BulkEventsInvalid,
     BulkPublishFailed,
     EventInvalid,
-    LayottoError,
     Operation,
-    OperationFailed,
     PublishMetadataInvalid,
     TopicForbidden,
 )
 from building_blocks.jsoncodec import go_type
+from building_blocks.keyprefix import KeyPrefixer
 from building_blocks.pubsub.base import Feature, PublishRequest, PubSub
 from building_blocks.pubsub.cloudevents import complete_user_event, new_event
 from building_blocks.pubsub.scopes import TopicScopes
@@ -136,7 +136,15 @@ def _entry_fields(entry: Any) -> dict[str, Any] | str:
     return fields
 
 
-class PubSubBlock(Block[PubSub]):
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """The block's settings for one pub/sub: its topic scopes, and the consumer group its subscriptions use."""
+
+    scopes: TopicScopes
+    group: str
+
+
+class PubSubBlock(Block[PubSub, _Settings]):
     """All loaded pub/sub components, publishing to them and the app's subscriptions."""
 
     kind = "pubsub"
@@ -145,24 +153,22 @@ class PubSubBlock(Block[PubSub]):
 
     def __init__(self, context: ComponentContext) -> None:
         super().__init__(context)
-        self._scopes: dict[str, TopicScopes] = {}
-        self._groups: dict[str, str] = {}
         self.subscriptions: list[SubscriptionSpec] = []
         self._subscribers: list[TopicSubscriber] = []
         self._paused: list[TopicSubscriber] = []
 
-    def add(self, component: PubSub, where: str) -> None:
-        super().add(component, where)
-        self._scopes[component.name] = TopicScopes(component.metadata)
-        self._groups[component.name] = component.metadata.get("consumerID") or self.context.app_id or component.name
+    def settings(self, component: PubSub, prefixer: KeyPrefixer) -> _Settings:
+        metadata = component.metadata
+        group = metadata.get("consumerID") or self.context.app_id or component.name
+        return _Settings(TopicScopes(metadata), group)
 
     # -- publishing --------------------------------------------------------------------------------------------
 
     def _publishable(self, name: str, topic: str) -> PubSub:
-        pubsub = self.component(name)
-        if not self._scopes[name].can_publish(self.context.app_id, topic):
+        entry = self.entry(name)
+        if not entry.settings.scopes.can_publish(self.context.app_id, topic):
             raise TopicForbidden(name, topic, self.context.app_id)
-        return pubsub
+        return entry.component
 
     def _envelope(
         self,
@@ -213,12 +219,10 @@ class PubSubBlock(Block[PubSub]):
         """Publish one message as Dapr does (envelope unless raw); errors are the block's domain errors."""
         pubsub = self._publishable(name, topic)
         data = self._envelope(pubsub, topic, body, content_type, metadata, trace)
-        try:
+        try:  # the hot path: inline, under the one rule (Block.fail)
             await pubsub.publish(PublishRequest(topic, data, metadata, content_type))
         except Exception as exc:
-            if not isinstance(exc, LayottoError):
-                log.exception("publishing to %s/%s failed unexpectedly", name, topic)
-            raise OperationFailed(Operation.PUBSUB_PUBLISH, name, exc, topic) from exc
+            self.fail(Operation.PUBSUB_PUBLISH, name, topic, exc)
 
     async def bulk_publish(
         self, name: str, topic: str, body: bytes, metadata: Mapping[str, str], trace: Mapping[str, str]
@@ -252,7 +256,7 @@ class PubSubBlock(Block[PubSub]):
             requests.append(PublishRequest(topic, envelope, entry_metadata, content_type))
         if not requests:
             return
-        outcomes = await pubsub.bulk_publish(requests)
+        outcomes = await self.operation(Operation.PUBSUB_PUBLISH, name, topic, pubsub.bulk_publish, requests)
         failures = [(entry_id, str(error)) for entry_id, error in zip(ids, outcomes, strict=True) if error is not None]
         if failures:
             raise BulkPublishFailed(name, topic, failures)
@@ -287,15 +291,15 @@ class PubSubBlock(Block[PubSub]):
                 continue
             seen.add((spec.pubsub, spec.topic))
             self.subscriptions.append(spec)
-            pubsub = self.components.get(spec.pubsub)
-            if pubsub is None:
+            entry = self.entries.get(spec.pubsub)
+            if entry is None:
                 log.warning("subscription to %s/%s: no such pubsub; inactive", spec.pubsub, spec.topic)
                 continue
-            if not self._scopes[spec.pubsub].can_subscribe(self.context.app_id, spec.topic):
+            if not entry.settings.scopes.can_subscribe(self.context.app_id, spec.topic):
                 log.warning("subscription to %s/%s refused by the component's scopes", spec.pubsub, spec.topic)
                 continue
             subscriber = TopicSubscriber(
-                spec, pubsub, self._groups[spec.pubsub], postman, resiliency.inbound(spec.pubsub)
+                spec, entry.component, entry.settings.group, postman, resiliency.inbound(spec.pubsub)
             )
             await subscriber.start()
             self._subscribers.append(subscriber)

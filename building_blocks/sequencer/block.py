@@ -2,7 +2,7 @@
 
 It validates requests (any sequencer loaded, the key, the options, the store's name), prefixes keys as
 Layotto does (``sequencer|||<keyPrefix>||<key>``; ``keyPrefix`` metadata: appid by default), serves WEAK
-ids from per-key segments reserved in the backend, and wraps failures in ``OperationFailed``.
+ids from per-key segments reserved in the backend, and calls the sequencers through ``Block.operation``.
 
 Block-level metadata of every sequencer component:
 * ``biggerThan.<key>``: every id of ``<key>`` is bigger than this number (applied by the component at start).
@@ -15,28 +15,17 @@ Block-level metadata of every sequencer component:
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from building_blocks.block import Block
-from building_blocks.component import ComponentContext, Metadata
-from building_blocks.errors import (
-    ComponentNotConfigured,
-    InvalidRequest,
-    LayottoError,
-    Operation,
-    OperationFailed,
-    SpecError,
-)
+from building_blocks.block import Block, Entry
+from building_blocks.component import Metadata
+from building_blocks.errors import ComponentNotConfigured, InvalidRequest, Operation, SpecError
 from building_blocks.keyprefix import SEPARATOR, KeyPrefixer
 from building_blocks.sequencer.base import MAX_ID, Increment, NextIdRequest, Segment, SegmentRequest, Sequencer
 
 __all__ = ("SequencerBlock",)
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 KEY_PREFIX = "sequencer|||"
 FLOOR_PREFIX = "biggerthan."
@@ -65,11 +54,14 @@ class _Segment:
 
 
 @dataclass(slots=True)
-class _Entry:
-    sequencer: Sequencer
-    prefixer: KeyPrefixer
+class _Settings:
+    """The block's settings for one sequencer, and its WEAK segments by stored key."""
+
     segment_size: int  # 0: WEAK ids are not cached
     segments: dict[str, _Segment] = field(default_factory=dict)
+
+
+_Entry = Entry[Sequencer, _Settings]
 
 
 def _parse(body: Any) -> _Body:
@@ -126,31 +118,23 @@ def _floors(meta: Metadata) -> dict[str, int]:
     return floors
 
 
-class SequencerBlock(Block[Sequencer]):
+class SequencerBlock(Block[Sequencer, _Settings]):
     """All loaded sequencers, and the sequencer API's operations on them."""
 
     kind = "sequencer store"
     type_prefix = "sequencer"
     component_base = Sequencer
+    prefixes_keys = True
 
-    def __init__(self, context: ComponentContext) -> None:
-        super().__init__(context)
-        self._entries: dict[str, _Entry] = {}
-
-    def add(self, component: Sequencer, where: str) -> None:
-        super().add(component, where)
+    def settings(self, component: Sequencer, prefixer: KeyPrefixer) -> _Settings:
+        """The WEAK segment size; gives the component its floors (``biggerThan.<key>``) as stored keys."""
         meta = component.metadata
-        prefixer = KeyPrefixer.of(component.name, meta, self.context)
         component.floors = {KEY_PREFIX + prefixer.prefix + k: v for k, v in _floors(meta).items()}
         size = meta.integer("segmentSize", meta.integer("segmentStep", DEFAULT_SEGMENT_SIZE))
         if size < 1:
             raise SpecError(f"{meta.where}: metadata 'segmentSize' must be at least 1")
         cached = component.segment_cache and meta.boolean("segmentCacheEnable", True) and size > 1
-        self._entries[component.name] = _Entry(component, prefixer, size if cached else 0)
-
-    def remove(self, name: str) -> None:
-        super().remove(name)
-        self._entries.pop(name, None)
+        return _Settings(size if cached else 0)
 
     def _validated(self, name: str, body: Any) -> tuple[_Entry, _Body]:
         request = _parse(body)
@@ -160,31 +144,18 @@ class SequencerBlock(Block[Sequencer]):
             raise InvalidRequest(f"Key is empty in sequencer store {name}")
         if SEPARATOR in request.key:
             raise InvalidRequest(f"input key/keyPrefix '{request.key}' can't contain '||'")
-        return self._entries.get(name) or self._missing(name), request
-
-    def _missing(self, name: str) -> _Entry:
-        self.component(name)  # raises not configured / not found
-        raise AssertionError(name)
-
-    @staticmethod
-    async def _do(operation: Operation, store: str, key: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        try:
-            return await call()
-        except Exception as exc:
-            if not isinstance(exc, LayottoError):
-                log.exception("%s on sequencer %s failed unexpectedly", operation, store)
-            raise OperationFailed(operation, store, exc, key) from exc
+        return self.entry(name), request
 
     async def next_id(self, name: str, body: Any) -> int:
         """Decoded ``{"key", "options": {"increment": "WEAK"|"STRONG"}, "metadata"}``: the next id."""
         entry, request = self._validated(name, body)
         increment = _increment(request.increment)
         key = KEY_PREFIX + entry.prefixer.key(name, request.key)
-        if increment is Increment.WEAK and entry.segment_size:
-            return await self._do(Operation.SEQUENCER_NEXT_ID, name, request.key, lambda: self._weak(entry, key))
+        if increment is Increment.WEAK and entry.settings.segment_size:
+            return await self.operation(Operation.SEQUENCER_NEXT_ID, name, request.key, self._weak, entry, key)
         next_request = NextIdRequest(key, increment, request.metadata)
-        return await self._do(
-            Operation.SEQUENCER_NEXT_ID, name, request.key, lambda: entry.sequencer.next_id(next_request)
+        return await self.operation(
+            Operation.SEQUENCER_NEXT_ID, name, request.key, entry.component.next_id, next_request
         )
 
     async def segment(self, name: str, body: Any) -> Segment:
@@ -194,19 +165,20 @@ class SequencerBlock(Block[Sequencer]):
         segment_request = SegmentRequest(
             KEY_PREFIX + entry.prefixer.key(name, request.key), _size(request.size, name), request.metadata
         )
-        return await self._do(
-            Operation.SEQUENCER_SEGMENT, name, request.key, lambda: entry.sequencer.segment(segment_request)
+        return await self.operation(
+            Operation.SEQUENCER_SEGMENT, name, request.key, entry.component.segment, segment_request
         )
 
     @staticmethod
     async def _weak(entry: _Entry, key: str) -> int:
-        segment = entry.segments.get(key)
+        settings = entry.settings
+        segment = settings.segments.get(key)
         if segment is None:
-            segment = entry.segments[key] = _Segment()
+            segment = settings.segments[key] = _Segment()
         while segment.next > segment.last:
             async with segment.lock:
                 if segment.next > segment.last:
-                    reserved = await entry.sequencer.segment(SegmentRequest(key, entry.segment_size))
+                    reserved = await entry.component.segment(SegmentRequest(key, settings.segment_size))
                     segment.next, segment.last = reserved.first, reserved.last
         next_id = segment.next
         segment.next += 1

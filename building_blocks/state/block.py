@@ -1,34 +1,29 @@
 """The State building block: Dapr's state API rules in front of the loaded stores.
 
 It resolves stores by name, validates requests as Dapr's runtime does (required keys, etag types,
-options, TTL), prefixes keys (``keyPrefix``), and wraps failures in ``OperationFailed`` so the HTTP
-layer can report them with the operation's own Dapr code.
+options, TTL), prefixes keys (``keyPrefix``), and calls the stores through ``Block.operation``, so the HTTP
+layer can report their failures with the operation's own Dapr code.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Awaitable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from building_blocks import jsoncodec
 from building_blocks._common.cooperative import map_items
-from building_blocks.block import Block
-from building_blocks.component import ComponentContext
+from building_blocks.block import Block, Entry
 from building_blocks.errors import (
     FeatureNotSupported,
     InvalidOption,
     InvalidRequest,
-    LayottoError,
     Operation,
-    OperationFailed,
     QueryTooComplex,
     TooManyOperations,
     UnsupportedOperation,
 )
 from building_blocks.jsoncodec import go_type
-from building_blocks.keyprefix import KeyPrefixer
 from building_blocks.state import query as q
 from building_blocks.state.base import (
     NO_METADATA,
@@ -49,22 +44,13 @@ from building_blocks.state.base import (
 
 __all__ = ("StateBlock",)
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 _ITEM_FIELDS = {"key", "value", "etag", "metadata", "options", "contentType"}
 _CANONICAL = {name.lower(): name for name in _ITEM_FIELDS}
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 _INT64 = range(-(2**63), 2**63)
 #: The TTLs Dapr's stores take (``state/utils.ParseTTL``): -1 (none) up to a 32-bit number of seconds.
 _TTL = range(-1, 2**31)
-
-
-class _Entry:
-    __slots__ = ("prefixer", "store")
-
-    def __init__(self, store: StateStore, prefixer: KeyPrefixer) -> None:
-        self.store = store
-        self.prefixer = prefixer
+_Entry = Entry[StateStore, None]
 
 
 def _concurrency(value: Any) -> Concurrency:
@@ -176,53 +162,21 @@ def _merged(own: Mapping[str, str], query_metadata: Mapping[str, str]) -> Mappin
     return {**own, **query_metadata}
 
 
-class StateBlock(Block[StateStore]):
+class StateBlock(Block[StateStore, None]):
     """All loaded state stores, and the state API's operations on them."""
 
     kind = "state store"
     type_prefix = "state"
     component_base = StateStore
-
-    def __init__(self, context: ComponentContext) -> None:
-        super().__init__(context)
-        self._entries: dict[str, _Entry] = {}
-
-    def add(self, component: StateStore, where: str) -> None:
-        super().add(component, where)
-        self._entries[component.name] = _Entry(
-            component, KeyPrefixer.of(component.name, component.metadata, self.context)
-        )
-
-    def remove(self, name: str) -> None:
-        super().remove(name)
-        self._entries.pop(name, None)
-
-    def _entry(self, name: str) -> _Entry:
-        entry = self._entries.get(name)
-        if entry is None:
-            self.component(name)  # raises not configured / not found
-            raise AssertionError(name)
-        return entry
+    prefixes_keys = True
 
     def check_store(self, name: str) -> None:
         """Raise as Dapr does, before the request body is read, when ``name`` is not a loaded store."""
-        self._entry(name)
+        self.entry(name)
 
     @staticmethod
     def _key(entry: _Entry, key: str) -> str:
-        return entry.prefixer.key(entry.store.name, key)
-
-    @staticmethod
-    async def _do(operation: Operation, store: str, key: str, call: Awaitable[T]) -> T:
-        """Await ``call``; failures other than the caller's own bad input become ``OperationFailed``."""
-        try:
-            return await call
-        except (InvalidRequest, OperationFailed):
-            raise
-        except Exception as exc:
-            if not isinstance(exc, LayottoError):
-                log.exception("%s on state store %s failed unexpectedly", operation, store)
-            raise OperationFailed(operation, store, exc, key) from exc
+        return entry.prefixer.key(entry.component.name, key)
 
     # -- requests from decoded JSON -------------------------------------------------------------------
 
@@ -261,28 +215,31 @@ class StateBlock(Block[StateStore]):
     async def get(
         self, name: str, key: str, consistency: str = "", metadata: Mapping[str, str] = NO_METADATA
     ) -> GetResponse | None:
-        entry = self._entry(name)
+        entry = self.entry(name)
         request = GetRequest(self._key(entry, key), metadata, _read_consistency(consistency))
-        return await self._do(Operation.STATE_GET, name, key, entry.store.get(request))
+        try:  # the hot path: inline, under the one rule (Block.fail)
+            return await entry.component.get(request)
+        except Exception as exc:
+            self.fail(Operation.STATE_GET, name, key, exc)
 
     async def save(self, name: str, items: Any, query_metadata: Mapping[str, str] = NO_METADATA) -> None:
         """Save decoded JSON items (Dapr's save body); several items are not atomic."""
-        entry = self._entry(name)
+        entry = self.entry(name)
         if not isinstance(items, list):
             raise InvalidRequest(f"json: cannot unmarshal {go_type(items)} into Go value of type []SetRequest")
         # The caller's own mistakes are 400s, checked before anything is written.
         await map_items(lambda item: _required_key(_fields(item, "SetRequest").get("key"), "SetRequest"), items)
         if not items:
             return
+        await self.operation(Operation.STATE_SAVE, name, "", self._save, entry, items, query_metadata)
 
-        async def call() -> None:
-            requests = await map_items(lambda item: self._set_request(entry, item, query_metadata), items)
-            if len(requests) == 1:
-                await entry.store.set(requests[0])
-            else:
-                await entry.store.bulk_set(requests)
-
-        await self._do(Operation.STATE_SAVE, name, "", call())
+    async def _save(self, entry: _Entry, items: list[Any], query_metadata: Mapping[str, str]) -> None:
+        """The store's part of ``save``: a bad option or TTL is the store refusing the write, as in Dapr."""
+        requests = await map_items(lambda item: self._set_request(entry, item, query_metadata), items)
+        if len(requests) == 1:
+            await entry.component.set(requests[0])
+        else:
+            await entry.component.bulk_set(requests)
 
     async def delete(
         self,
@@ -293,22 +250,25 @@ class StateBlock(Block[StateStore]):
         consistency: str = "",
         metadata: Mapping[str, str] = NO_METADATA,
     ) -> None:
-        entry = self._entry(name)
+        entry = self.entry(name)
         stored_key = self._key(entry, key)
+        await self.operation(
+            Operation.STATE_DELETE, name, key, self._delete, entry, stored_key, etag, concurrency, consistency, metadata
+        )
 
-        async def call() -> None:
-            request = DeleteRequest(
-                stored_key, etag or None, metadata, _concurrency(concurrency), _consistency(consistency)
-            )
-            await entry.store.delete(request)
-
-        await self._do(Operation.STATE_DELETE, name, key, call())
+    @staticmethod
+    async def _delete(
+        entry: _Entry, key: str, etag: str | None, concurrency: str, consistency: str, metadata: Mapping[str, str]
+    ) -> None:
+        """The store's part of ``delete``: a bad option is the store refusing it, as in Dapr."""
+        request = DeleteRequest(key, etag or None, metadata, _concurrency(concurrency), _consistency(consistency))
+        await entry.component.delete(request)
 
     async def bulk_get(
         self, name: str, body: Any, query_metadata: Mapping[str, str] = NO_METADATA
     ) -> list[BulkGetItem]:
         """Decoded ``{"keys": [...], "metadata": {...}}``; one entry per key, in request order."""
-        entry = self._entry(name)
+        entry = self.entry(name)
         if not isinstance(body, dict):
             raise InvalidRequest(f"failed deserializing HTTP body: expected an object, got {go_type(body)}")
         keys = body.get("keys") or []
@@ -318,14 +278,14 @@ class StateBlock(Block[StateStore]):
         requests = await map_items(lambda key: GetRequest(self._key(entry, key), metadata), keys)
         if not requests:
             return []
-        items = await self._do(Operation.STATE_BULK_GET, name, "", entry.store.bulk_get(requests))
+        items = await self.operation(Operation.STATE_BULK_GET, name, "", entry.component.bulk_get, requests)
         pairs = list(zip(keys, items, strict=True))  # the store's items carry prefixed keys: answer the caller's
         return await map_items(lambda pair: BulkGetItem(pair[0], pair[1].response, pair[1].error), pairs)
 
     async def transact(self, name: str, body: Any, query_metadata: Mapping[str, str] = NO_METADATA) -> None:
         """Decoded ``{"operations": [{"operation": "upsert"|"delete", "request": {...}}], "metadata": {}}``."""
-        entry = self._entry(name)
-        store = entry.store
+        entry = self.entry(name)
+        store = entry.component
         if Feature.TRANSACTIONAL not in store.features:
             raise FeatureNotSupported(name, "transactions")
         if not isinstance(body, dict):
@@ -340,33 +300,42 @@ class StateBlock(Block[StateStore]):
         limit = store.max_transaction_operations
         if limit and len(operations) > limit:
             raise TooManyOperations(name, len(operations), limit)
+        await self.operation(
+            Operation.STATE_TRANSACTION, name, "", self._transact, entry, operations, metadata, query_metadata
+        )
+
+    async def _transact(
+        self,
+        entry: _Entry,
+        operations: list[dict[str, Any]],
+        metadata: Mapping[str, str],
+        query_metadata: Mapping[str, str],
+    ) -> None:
+        """The store's part of ``transact``: a bad option is the store refusing the transaction, as in Dapr."""
 
         def request(op: dict[str, Any]) -> SetRequest | DeleteRequest:
             if op["operation"] == "upsert":
                 return self._set_request(entry, op["request"], query_metadata, "TransactionalUpsert")
             return self._delete_request(entry, op["request"], query_metadata)
 
-        async def call() -> None:
-            requests = await map_items(request, operations)
-            await store.transact(TransactionRequest(requests, metadata))
-
-        await self._do(Operation.STATE_TRANSACTION, name, "", call())
+        requests = await map_items(request, operations)
+        await entry.component.transact(TransactionRequest(requests, metadata))
 
     async def query(self, name: str, body: bytes, metadata: Mapping[str, str] = NO_METADATA) -> QueryResponse:
-        entry = self._entry(name)
-        if Feature.QUERY_API not in entry.store.features:
+        entry = self.entry(name)
+        if Feature.QUERY_API not in entry.component.features:
             raise FeatureNotSupported(name, "querying")
+        return await self.operation(Operation.STATE_QUERY, name, "", self._query, entry, body, metadata)
 
-        async def call() -> QueryResponse:
-            try:
-                parsed = q.parse_query(body)
-            except QueryTooComplex:
-                raise  # our own limit, not Dapr's: a client's mistake (400)
-            except InvalidRequest as exc:  # Dapr reports a bad query as a failed query (500)
-                raise InvalidOption(str(exc)) from None
-            response = await entry.store.query(QueryRequest(parsed, entry.prefixer.prefix, metadata))
-            original = entry.prefixer.original
-            results = await map_items(lambda r: QueryResult(original(r.key), r.value, r.etag), response.results)
-            return QueryResponse(results, response.token, response.metadata)
-
-        return await self._do(Operation.STATE_QUERY, name, "", call())
+    @staticmethod
+    async def _query(entry: _Entry, body: bytes, metadata: Mapping[str, str]) -> QueryResponse:
+        try:
+            parsed = q.parse_query(body)
+        except QueryTooComplex:
+            raise  # our own limit, not Dapr's: a client's mistake (400)
+        except InvalidRequest as exc:  # Dapr reports a bad query as a failed query (ERR_STATE_QUERY)
+            raise InvalidOption(str(exc)) from None
+        response = await entry.component.query(QueryRequest(parsed, entry.prefixer.prefix, metadata))
+        original = entry.prefixer.original
+        results = await map_items(lambda r: QueryResult(original(r.key), r.value, r.etag), response.results)
+        return QueryResponse(results, response.token, response.metadata)

@@ -175,7 +175,7 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         internal_socket.close()
         return 1
     config = uvicorn.Config(
-        create_app(settings, runtime).front,  # the front door itself: one call less per request
+        create_app(settings, runtime),
         host=settings.listen_address,
         port=settings.http_port,
         http=bounded_protocol(settings.read_buffer_size),

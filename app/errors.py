@@ -30,6 +30,7 @@ from building_blocks.errors import (
     InvalidOption,
     InvalidRequest,
     InvocationFailed,
+    NotFoundInStore,
     Operation,
     OperationFailed,
     PublishMetadataInvalid,
@@ -150,7 +151,9 @@ def _operation_failed(error: OperationFailed, app_id: str) -> Response:
         )
     if error.operation is Operation.CONFIGURATION_UNSUBSCRIBE:  # ERR_CONFIGURATION_UNSUBSCRIBE, Dapr's own body
         text = f"failed to unsubscribe to configuration request {error.key}: {error.cause}"
-        return Response(orjson.dumps({"ok": False, "message": text}), 500, media_type="application/json")
+        unknown = isinstance(error.cause, NotFoundInStore)  # daprd: 500; an id never given out is the client's
+        body = orjson.dumps({"ok": False, "message": text})
+        return Response(body, 400 if unknown else 500, media_type="application/json")
     code, message = _OPERATION_CODES[error.operation]
     if error.operation in _ETAG_STATUS_OPERATIONS:
         cause = error.cause

@@ -28,7 +28,7 @@ __all__ = (
 
 
 def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
+    runtime: Runtime = request.scope["app"].runtime  # the front door (``app.middleware.FrontDoor``)
     return runtime
 
 

@@ -1,36 +1,36 @@
-"""The sidecar's front door: one pure-ASGI layer for what Dapr does before routing, and a fast lane.
+"""The sidecar's front door: the ASGI app uvicorn serves. What Dapr does before routing, then the route table.
 
 In order: clean the still-encoded path (``//v1.0//state/s/`` is ``/v1.0/state/s``; see ``app.paths``: routes
 match the encoded path and each parameter is unescaped once), check ``dapr-api-token`` when
 ``DAPR_API_TOKEN`` is set (health probes exempt), refuse bodies over ``--max-body-size`` (413, also for
 chunked bodies), refuse malformed escapes (400), and hold API calls until the components are initialised.
-Then the hot routes (state get/save, publish, invoke) go straight to their router endpoints, skipping the
-framework's route matching, dependency solving and middleware stack, which cost more than the work itself;
-every other request goes to the FastAPI app.
-The endpoints and the error table are the same either way, so the wire is identical.
+Then ``app.routing.RouteTable`` finds the endpoint (every route, no framework in between: route matching,
+dependency solving and middleware stacks cost more than the work of a state get), the endpoint runs, and
+any error becomes Dapr's answer through the one error table (``app.errors.render_error``).
+
+It also runs the ASGI lifespan: the runtime starts with the server and closes with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from functools import partial
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from app.errors import ApiError, error_response, render_error
-from app.paths import MalformedPath, check_escapes, clean, unescape
-from app.routers import invoke, publish, state
+from app.paths import MalformedPath, check_escapes, clean
+from app.routing import RouteTable
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
-__all__ = ("SidecarMiddleware",)
+__all__ = ("BodyTooLarge", "FrontDoor")
 
-Handler = Callable[[Scope, Receive], Awaitable[Response]]
-
+log = logging.getLogger("layotto.runtime")
 _TOKEN_EXEMPT = ("/v1.0/healthz", "/v1.0/healthz/outbound")
 _UNGATED_PREFIXES = ("/v1.0/healthz", "/v1.0/metadata", "/actuator/", "/v1.0/shutdown")
 
@@ -48,56 +48,31 @@ class BodyTooLarge(ApiError):
         super().__init__(413, "ERR_BODY_READ", f"request body exceeds the limit of {limit} bytes")
 
 
-def _hot_route(method: str, path: str, runtime: Runtime) -> Handler | None:
-    """The handler of a hot route, bound to its (unescaped) path parameters, or None for every other request.
+class FrontDoor:
+    """The sidecar's ASGI app (also ``scope["app"]``, so endpoints reach ``runtime`` from the request)."""
 
-    ``path`` is still encoded, as the routes of ``app.routers`` see it."""
-    if path.startswith("/v1.0/state/"):
-        store, slash, key = path[12:].partition("/")
-        if not store:
-            return None
-        if method == "GET" and key:
-            store, key = unescape(store), unescape(key)
-            return lambda scope, receive: state.read_state(runtime, store, key, scope["query_string"])
-        if method in ("POST", "PUT") and not slash:
-            store = unescape(store)
-            return lambda scope, receive: state.save_state(Request(scope, receive), store)
-        return None
-    if path.startswith("/v1.0/publish/") and method in ("POST", "PUT"):
-        pubsub, _, topic = path[14:].partition("/")
-        if pubsub and topic and pubsub != "bulk":
-            pubsub, topic = unescape(pubsub), unescape(topic)
-            return lambda scope, receive: publish.publish(Request(scope, receive), pubsub, topic)
-        return None
-    if path.startswith("/v1.0/invoke/") and "/method/" in path:
-        return lambda scope, receive: invoke.invoke(Request(scope, receive))
-    return None
-
-
-class SidecarMiddleware:
-    """Wraps the FastAPI app (``app``, also the ``scope["app"]`` of fast-lane requests)."""
-
-    def __init__(self, app: ASGIApp, runtime: Runtime, framework: object | None = None) -> None:
-        self.app = app
-        self.framework = framework
+    def __init__(self, runtime: Runtime, routes: RouteTable) -> None:
         self.runtime = runtime
+        self.routes = routes
         self.token = runtime.settings.api_token.encode()
         self.max_body = runtime.settings.max_body_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
             return
         raw_path: bytes | None = scope.get("raw_path")
         path = clean(raw_path.decode("latin-1") if raw_path is not None else scope["path"])
         scope["path"] = path  # uvicorn makes a scope per request: no copy needed
         scope["raw_path"] = path.encode("latin-1")
+        scope["app"] = self
         headers = scope["headers"]
         if self.token and not (scope["method"] == "GET" and path in _TOKEN_EXEMPT):
             if (b"dapr-api-token", self.token) not in headers:
                 await _send_plain(send, 401, b"invalid api token\n")
                 return
-            scope = {**scope, "headers": [h for h in headers if h[0] != b"dapr-api-token"]}
+            scope["headers"] = [h for h in headers if h[0] != b"dapr-api-token"]
         chunked = False  # with Content-Length, the server reads exactly that much: only chunked bodies are counted
         for name, value in headers:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
@@ -112,18 +87,11 @@ class SidecarMiddleware:
             return
         if not self.runtime.ready and not path.startswith(_UNGATED_PREFIXES):
             await self.runtime.wait_settled()
-        target = self.app
-        if self.framework is not None and (handler := _hot_route(scope["method"], path, self.runtime)) is not None:
-            target = partial(self._fast_lane, handler)
         if chunked:
-            await self._limited(scope, receive, send, target)
-        else:
-            await target(scope, receive, send)
-
-    async def _fast_lane(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = self.framework
+            receive = self._limited(receive)
+        match = self.routes.match(scope["method"], path)
         try:
-            response = await handler(scope, receive)
+            response = await match(Request(scope, receive))
         except Exception as exc:
             response = render_error(exc, self.runtime.settings.app_id)
         await response(scope, receive, send)
@@ -139,9 +107,9 @@ class SidecarMiddleware:
         else:
             await error_response(400, "ERR_MALFORMED_REQUEST", exc.message)(scope, receive, send)
 
-    async def _limited(self, scope: Scope, receive: Receive, send: Send, target: ASGIApp) -> None:
-        """Counts chunked bodies too: past the limit, reading the body raises ``BodyTooLarge``, which the
-        reader's error handling answers with 413 like any API error."""
+    def _limited(self, receive: Receive) -> Receive:
+        """Counts a chunked body: past the limit, reading it raises ``BodyTooLarge``, which the reader's error
+        handling answers with 413 like any API error."""
         received = 0
 
         async def counting_receive() -> Message:
@@ -153,4 +121,30 @@ class SidecarMiddleware:
                     raise BodyTooLarge(self.max_body)
             return message
 
-        await target(scope, counting_receive, send)
+        return counting_receive
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """The runtime, started and then closed: what the server's lifespan does (tests use it directly)."""
+        await self.runtime.start()
+        try:
+            yield
+        finally:
+            await self.runtime.close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            await self.runtime.start()
+        except BaseException as exc:
+            log.exception("start-up failed")
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            raise
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        assert message["type"] == "lifespan.shutdown"
+        try:
+            await self.runtime.close()
+        finally:
+            await send({"type": "lifespan.shutdown.complete"})

@@ -5,7 +5,7 @@ only then unescapes every route parameter. So ``%2F`` inside a key is part of th
 become a separator: ``/v1.0/state/s/z%2F..%2F..%2Fother%2Fk`` names the key ``z/../../other/k`` of the
 store ``s``, never the store ``other``; encoded dots are never cleaned away, and an invoked method cannot
 climb out into the sidecar's own API. The front door puts the cleaned, still-encoded path in
-``scope["path"]``; routes declared with ``route_class=EncodedPathRoute`` unescape their parameters.
+``scope["path"]``; the route table (``app.routing``) matches it and unescapes each parameter.
 
 Two different escaped names must never map to one stored name: an escape that is not valid UTF-8 (``%ff``,
 ``%c0``) would decode to U+FFFD for all of them, so such paths are refused (``MalformedPath``).
@@ -15,14 +15,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
-from fastapi.routing import APIRoute
-from starlette.routing import Match
-from starlette.types import Scope
-
-__all__ = ("EncodedPathRoute", "MalformedPath", "check_escapes", "clean", "unescape")
+__all__ = ("MalformedPath", "check_escapes", "clean", "unescape")
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -61,14 +56,3 @@ def check_escapes(path: str) -> None:
 def unescape(part: str) -> str:
     """One parameter, unescaped once (``+`` stays ``+``); the path was checked by ``check_escapes``."""
     return unquote(part, errors="strict") if "%" in part else part
-
-
-class EncodedPathRoute(APIRoute):
-    """A route matched on the still-encoded path whose parameters reach the endpoint unescaped once."""
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child_scope = super().matches(scope)
-        if match is not Match.NONE:
-            params: dict[str, Any] = child_scope["path_params"]
-            child_scope["path_params"] = {name: unescape(value) for name, value in params.items()}
-        return match, child_scope

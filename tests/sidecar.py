@@ -45,8 +45,8 @@ async def running_sidecar(
     app_id = app_id if app_id is not None else f"test-{uuid.uuid4().hex[:12]}"
     config = Settings(app_id=app_id, resources_paths=(resources,), **settings)  # type: ignore[arg-type]
     app = create_app(config)
-    runtime: Runtime = app.state.runtime
-    async with app.router.lifespan_context(app):
+    runtime: Runtime = app.runtime
+    async with app.lifespan():
         if wait:
             await runtime.wait_ready()
         transport = httpx.ASGITransport(app=app)

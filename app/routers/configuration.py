@@ -17,17 +17,16 @@ Subscribers see these writes like any other change.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.configuration_delivery import items_json
 from app.http import json_body, json_response, query_metadata, runtime_of
-from app.paths import EncodedPathRoute
+from app.routing import Router
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["configuration"], route_class=EncodedPathRoute)
+router = Router()
 NO_CONTENT = 204
 
 

@@ -6,18 +6,17 @@ import asyncio
 import platform
 from typing import Any
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app import __version__
 from app.errors import ApiError
 from app.http import json_response, runtime_of
-from app.paths import EncodedPathRoute
+from app.routing import Router
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["health"], route_class=EncodedPathRoute)
+router = Router()
 PING_TIMEOUT = 1.0
 
 

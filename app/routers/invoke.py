@@ -6,20 +6,18 @@ The target comes from the ``dapr-app-id`` header, basic auth, or ``/v1.0/invoke/
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import ApiError
 from app.http import runtime_of
 from app.invocation.route import find_target
-from app.paths import EncodedPathRoute
+from app.routing import Router
 
-__all__ = ("fallback_router", "router")
+__all__ = ("fallback", "router")
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT"]
-router = APIRouter(tags=["invoke"], route_class=EncodedPathRoute)
-fallback_router = APIRouter(include_in_schema=False, route_class=EncodedPathRoute)
+router = Router()
 
 
 async def _invoke(request: Request) -> Response:
@@ -35,10 +33,11 @@ async def _invoke(request: Request) -> Response:
 
 
 @router.api_route("/v1.0/invoke/{app_id}/method/{method:path}", methods=METHODS)
-async def invoke(request: Request) -> Response:
+async def invoke(request: Request, app_id: str, method: str) -> Response:
+    """The path form; a ``dapr-app-id`` header still wins over it, as in daprd (``find_target``)."""
     return await _invoke(request)
 
 
-@fallback_router.api_route("/{path:path}", methods=METHODS)
 async def fallback(request: Request) -> Response:
+    """Every path and method no route declares: daprd's router sends them to service invocation too."""
     return await _invoke(request)

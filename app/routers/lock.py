@@ -10,16 +10,15 @@ POST only, as Dapr: other methods reach the service-invocation fallback.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.http import json_response, optional_json_body, runtime_of
-from app.paths import EncodedPathRoute
+from app.routing import Router
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["lock"], route_class=EncodedPathRoute)
+router = Router()
 _BAD_BODY = "failed deserializing HTTP body: "
 
 

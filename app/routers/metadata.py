@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app import __version__
 from app.http import json_response, runtime_of
-from app.paths import EncodedPathRoute
+from app.routing import Router
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["metadata"], route_class=EncodedPathRoute)
+router = Router()
 
 
 @router.get("/v1.0/metadata")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.http import json_response, query_metadata, runtime_of
-from app.paths import EncodedPathRoute
+from app.routing import Router
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["secrets"], route_class=EncodedPathRoute)
+router = Router()
 
 
 @router.get("/v1.0/secrets/{store_name}/bulk")

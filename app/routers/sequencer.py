@@ -8,16 +8,15 @@ Ids are strings, so JavaScript clients keep every digit (Layotto's ``jstype = JS
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.http import json_response, optional_json_body, runtime_of
-from app.paths import EncodedPathRoute
+from app.routing import Router
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["sequencer"], route_class=EncodedPathRoute)
+router = Router()
 
 
 @router.post("/v1.0-alpha1/sequencer/{store_name}")

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.http import json_body, json_response, metadata_from_query, query_metadata, raw_json, raw_response, runtime_of
-from app.paths import EncodedPathRoute
+from app.routing import Router
 from building_blocks._common.cooperative import map_items
 from building_blocks.state.base import BulkGetItem, GetResponse, QueryResult
 
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ("router",)
 
-router = APIRouter(tags=["state"], route_class=EncodedPathRoute)
+router = Router()
 NO_CONTENT = 204
 _JSON_TYPE = (b"content-type", b"application/json")
 

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +35,8 @@ from building_blocks.errors import ComponentError, SpecError
 __all__ = ("INLINE_ITEMS", "SQLiteDatabase", "table_name", "write")
 
 T = TypeVar("T")
+#: How long start-up waits for the write lock to prepare a file other sidecars are preparing too.
+OPEN_TIMEOUT = 30.0
 INLINE_ITEMS = 64  # items one call may handle inline: well under a millisecond of work
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -130,12 +133,26 @@ class SQLiteDatabase:
         return opened
 
     def _open(self, schema: tuple[str, ...]) -> None:
-        opened = self._connect(self._busy_timeout)
-        if self._wal and self._database != ":memory:":
-            opened.execute("PRAGMA journal_mode = WAL")
-        with write(opened):
-            for statement in schema:
-                opened.execute(statement)
+        """Sidecars starting together on one file take turns preparing it: switching to WAL and creating
+        tables need the write lock, which a busy, loaded machine can hold past ``busyTimeout`` (and the WAL
+        switch can be refused without waiting at all), so start-up waits up to ``OPEN_TIMEOUT`` for it."""
+        opened = self._connect(max(self._busy_timeout, OPEN_TIMEOUT))
+        deadline = time.monotonic() + OPEN_TIMEOUT
+        while True:
+            try:
+                if self._wal and self._database != ":memory:":
+                    opened.execute("PRAGMA journal_mode = WAL")
+                with write(opened):
+                    for statement in schema:
+                        opened.execute(statement)
+                break
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() > deadline:
+                    opened.close()
+                    raise
+                time.sleep(0.05)
+        opened.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         self._connection = opened
 
 

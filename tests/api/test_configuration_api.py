@@ -150,9 +150,9 @@ async def test_subscribe_and_unsubscribe_bodies(sqlite_sidecar: Sidecar) -> None
     assert response.headers["content-type"] == "application/json"
 
 
-async def test_unknown_subscription_id_is_500_with_ok_false(sidecar: Sidecar) -> None:
+async def test_unknown_subscription_id_is_400_with_ok_false(sidecar: Sidecar) -> None:
     response = await sidecar.client.get("/v1.0/configuration/configstore/abc/unsubscribe")
-    assert response.status_code == 500
+    assert response.status_code == 400  # daprd: 500; an id it never gave out is the client's mistake
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {
         "ok": False,
@@ -166,7 +166,7 @@ async def test_a_subscription_id_belongs_to_its_store(tmp_path: Path, app: Subsc
     async with running_sidecar(tmp_path, app_port=app.port) as sidecar:
         subscription = (await sidecar.client.get("/v1.0/configuration/one/subscribe")).json()["id"]
         wrong = await sidecar.client.get(f"/v1.0/configuration/two/{subscription}/unsubscribe")
-        assert wrong.status_code == 500 and wrong.json()["ok"] is False
+        assert wrong.status_code == 400 and wrong.json()["ok"] is False
         right = await sidecar.client.get(f"/v1.0/configuration/one/{subscription}/unsubscribe")
         assert right.json() == {"ok": True}
 

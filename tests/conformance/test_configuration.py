@@ -416,7 +416,7 @@ async def test_unsubscribing_one_subscription_leaves_the_others_delivering(store
     assert len(store.updates(everything, k)) == 2 and len(store.updates(first)) == 1
 
     status, body = await store.unsubscribe(first)
-    assert status == 500 and body == {
+    assert status == 400 and body == {
         "ok": False,
         "message": f"failed to unsubscribe to configuration request {first}: subscription with id {first} does not exist",
     }

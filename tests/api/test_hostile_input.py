@@ -310,6 +310,7 @@ class LoopThread:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()  # else its self-pipe sockets and the loop itself leak (ResourceWarning, an error here)
 
 
 async def _asgi(sidecar: Sidecar, request: Request) -> tuple[int, bytes]:

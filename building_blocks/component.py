@@ -105,8 +105,9 @@ class Metadata(Mapping[str, str]):
 class Component:
     """Base of every component: name, metadata, context, and an async context-manager lifecycle.
 
-    Subclasses read their metadata in ``__init__`` (after calling ``super().__init__``) and fail with
-    ``SpecError`` there, before any I/O; they connect in ``init()``.
+    Subclasses read their metadata in ``__init__`` (after calling ``super().__init__``), through their typed
+    declaration (``building_blocks._common.metadata.parse``, which also warns about names nobody reads), and
+    fail with ``SpecError`` there, before any I/O; they connect in ``init()``.
     """
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:

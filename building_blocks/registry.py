@@ -29,7 +29,7 @@ COMPONENTS: dict[str, ComponentType] = {
     "state.postgresql": ComponentType("building_blocks.state.postgresql:PostgreSQLStateStore", ("v1", "v2")),
     "pubsub.in-memory": ComponentType("building_blocks.pubsub.memory:InMemoryPubSub"),
     "pubsub.redis": ComponentType("building_blocks.pubsub.redis:RedisPubSub"),
-    "pubsub.kafka": ComponentType("building_blocks.pubsub.kafka:KafkaPubSub"),
+    "pubsub.kafka": ComponentType("building_blocks.pubsub.kafka.component:KafkaPubSub"),
     "secretstores.local.file": ComponentType("building_blocks.secretstores.local_file:LocalFileSecretStore"),
     "secretstores.local.env": ComponentType("building_blocks.secretstores.local_env:LocalEnvSecretStore"),
     "nameresolution.sqlite": ComponentType("building_blocks.nameresolution.sqlite:SQLiteNameResolver"),

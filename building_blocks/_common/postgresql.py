@@ -23,10 +23,17 @@ from typing import Any
 
 import asyncpg
 
-from building_blocks.component import Metadata
+from building_blocks._common.metadata import duration, integer, text
 from building_blocks.errors import ComponentError, SpecError
 
-__all__ = ("DRIVER_ERRORS", "ConnectArgs", "PostgreSQLPool", "parse_connection_string", "table_name")
+__all__ = (
+    "DRIVER_ERRORS",
+    "ConnectArgs",
+    "PostgreSQLPool",
+    "PostgreSQLSettings",
+    "parse_connection_string",
+    "table_name",
+)
 
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -135,21 +142,28 @@ def _libpq_pairs(text: str, where: str) -> dict[str, str]:
     return pairs
 
 
-class PostgreSQLPool:
-    """The pool of one component; ``table`` is its quoted ``tableName`` (or the ``table`` given)."""
+@dataclass(frozen=True, slots=True)
+class PostgreSQLSettings:
+    """The connection settings every PostgreSQL component reads (``tableName`` is each component's)."""
 
-    def __init__(self, meta: Metadata, name: str, default_table: str = "", table: str | None = None) -> None:
+    connection_string: str = text("connectionString", required=True)
+    timeout: float = duration("timeout", 20.0, "timeoutInSeconds")
+    max_conns: int | None = integer("maxConns", None)  # max(4, CPUs)
+
+
+class PostgreSQLPool:
+    """The pool of one component; ``table`` is its quoted table name (see ``table_name``)."""
+
+    def __init__(self, settings: PostgreSQLSettings, name: str, table: str, where: str) -> None:
         self.name = name
-        self._connect = parse_connection_string(
-            meta.text("connectionString", required=True), f"{meta.where}: metadata 'connectionString'"
-        )
-        self.table = table or table_name(meta.text("tableName", default_table), meta.where)
-        self.timeout = meta.duration("timeout", meta.duration("timeoutInSeconds", 20.0))
-        self._max_conns = meta.integer("maxConns", max(4, os.cpu_count() or 1))
+        self._connect = parse_connection_string(settings.connection_string, f"{where}: metadata 'connectionString'")
+        self.table = table
+        self.timeout = settings.timeout
+        self._max_conns = settings.max_conns if settings.max_conns is not None else max(4, os.cpu_count() or 1)
         if self.timeout <= 0:
-            raise SpecError(f"{meta.where}: metadata 'timeout' must be positive")
+            raise SpecError(f"{where}: metadata 'timeout' must be positive")
         if self._max_conns < 1:
-            raise SpecError(f"{meta.where}: metadata 'maxConns' must be at least 1")
+            raise SpecError(f"{where}: metadata 'maxConns' must be at least 1")
         self._pool: asyncpg.Pool | None = None
 
     async def open(self, schema: str) -> None:

@@ -21,6 +21,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Connection, ConnectionPool, Redis, SSLConnection
@@ -30,6 +31,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from building_blocks._common.metadata import boolean, duration, integer, read, text
 from building_blocks.component import Metadata
 from building_blocks.errors import ComponentError
 
@@ -38,6 +40,7 @@ __all__ = (
     "LeanConnection",
     "LeanConnectionPool",
     "LeanSSLConnection",
+    "RedisSettings",
     "Script",
     "execute",
     "pool_options",
@@ -47,34 +50,57 @@ __all__ = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """The connection settings every Redis component reads, with Dapr's names and defaults."""
+
+    host: str = text("redisHost", required=True)
+    port: int = integer("redisPort", 6379)
+    db: int = integer("redisDB", 0)
+    username: str = text("redisUsername")
+    password: str = text("redisPassword")
+    tls: bool = boolean("enableTLS", False)
+    max_retries: int = integer("redisMaxRetries", 3, "maxRetries")
+    dial_timeout: float = duration("dialTimeout", 5.0)
+    read_timeout: float = duration("readTimeout", 3.0)
+    write_timeout: float | None = duration("writeTimeout", None)  # readTimeout's
+    pool_size: int | None = integer("poolSize", None)  # 10 per CPU
+    pool_timeout: float | None = duration("poolTimeout", None)  # readTimeout + 1s
+
+    def pool_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``LeanConnectionPool``."""
+        host, port = split_address(self.host, self.port)
+        read_timeout = _timeout(self.read_timeout)
+        write_timeout = self.write_timeout if self.write_timeout is not None else read_timeout or 0.0
+        options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "db": self.db,
+            "username": self.username or None,
+            "password": self.password or None,
+            "socket_connect_timeout": _timeout(self.dial_timeout),
+            "socket_timeout": read_timeout,
+            "write_timeout": _timeout(write_timeout),
+            "retry": Retry(
+                ExponentialWithJitterBackoff(cap=2.0, base=0.008),
+                max(self.max_retries, 0),
+                supported_errors=(ConnectionError,),
+            ),
+            "max_connections": self.pool_size if self.pool_size is not None else 10 * (os.cpu_count() or 1),
+            "timeout": self.pool_timeout if self.pool_timeout is not None else (read_timeout or 0.0) + 1.0,
+        }
+        if self.tls:
+            options["connection_class"] = LeanSSLConnection
+        return options
+
+
 def pool_options(meta: Metadata) -> dict[str, Any]:
-    """Keyword arguments of ``LeanConnectionPool`` for the connection metadata."""
-    host, port = split_address(meta.text("redisHost", required=True), meta.integer("redisPort", 6379))
-    read_timeout = _timeout(meta, "readTimeout", 3.0)
-    retries = meta.integer("redisMaxRetries", meta.integer("maxRetries", 3))
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "db": meta.integer("redisDB", 0),
-        "username": meta.text("redisUsername") or None,
-        "password": meta.text("redisPassword") or None,
-        "socket_connect_timeout": _timeout(meta, "dialTimeout", 5.0),
-        "socket_timeout": read_timeout,
-        "write_timeout": _timeout(meta, "writeTimeout", read_timeout or 0.0),
-        "retry": Retry(
-            ExponentialWithJitterBackoff(cap=2.0, base=0.008), max(retries, 0), supported_errors=(ConnectionError,)
-        ),
-        "max_connections": meta.integer("poolSize", 10 * (os.cpu_count() or 1)),
-        "timeout": meta.duration("poolTimeout", (read_timeout or 0.0) + 1.0),
-    }
-    if meta.boolean("enableTLS", False):
-        options["connection_class"] = LeanSSLConnection
-    return options
+    """Keyword arguments of ``LeanConnectionPool`` for the connection metadata alone."""
+    return read(RedisSettings, meta).pool_options()
 
 
-def _timeout(meta: Metadata, name: str, default: float) -> float | None:
+def _timeout(value: float) -> float | None:
     """A timeout in seconds, None for none (<= 0, as go-redis reads -1)."""
-    value = meta.duration(name, default)
     return value if value > 0 else None
 
 

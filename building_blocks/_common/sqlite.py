@@ -26,13 +26,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from building_blocks.component import Metadata
+from building_blocks._common.metadata import boolean, duration, text
 from building_blocks.errors import ComponentError, SpecError
 
-__all__ = ("INLINE_ITEMS", "SQLiteDatabase", "table_name", "write")
+__all__ = ("INLINE_ITEMS", "SQLiteDatabase", "SQLiteSettings", "table_name", "write")
 
 T = TypeVar("T")
 #: How long start-up waits for the write lock to prepare a file other sidecars are preparing too.
@@ -41,23 +42,31 @@ INLINE_ITEMS = 64  # items one call may handle inline: well under a millisecond 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def table_name(meta: Metadata, default: str) -> str:
-    """``tableName`` metadata; ``SpecError`` unless it is a plain SQL identifier."""
-    name = meta.text("tableName", default)
+def table_name(name: str, where: str, field: str = "tableName") -> str:
+    """``name`` when it is a plain SQL identifier; else ``SpecError`` naming the metadata ``field``."""
     if not _IDENTIFIER.match(name):
-        raise SpecError(f"{meta.where}: metadata 'tableName' must be a plain SQL identifier")
+        raise SpecError(f"{where}: metadata '{field}' must be a plain SQL identifier")
     return name
+
+
+@dataclass(frozen=True, slots=True)
+class SQLiteSettings:
+    """The connection settings every SQLite component reads (``tableName`` is each component's)."""
+
+    connection_string: str = text("connectionString", required=True)
+    busy_timeout: float = duration("busyTimeout", 2.0)
+    disable_wal: bool = boolean("disableWAL", False)
 
 
 class SQLiteDatabase:
     """The file named by ``connectionString``: a never-waiting connection for calls run inline on the loop,
     and one on a worker thread for busy, large or long calls (``:memory:`` has only the worker's)."""
 
-    def __init__(self, meta: Metadata, name: str) -> None:
+    def __init__(self, settings: SQLiteSettings, name: str) -> None:
         self.name = name
-        self._database = meta.text("connectionString", required=True)
-        self._busy_timeout = meta.duration("busyTimeout", 2.0)
-        self._wal = not meta.boolean("disableWAL", False)
+        self._database = settings.connection_string
+        self._busy_timeout = settings.busy_timeout
+        self._wal = not settings.disable_wal
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         self._inline: sqlite3.Connection | None = None

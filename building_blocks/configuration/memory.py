@@ -6,8 +6,8 @@ shared with other sidecars.
 
 from __future__ import annotations
 
-from typing import Any
-
+from building_blocks._common.metadata import CONFIGURATION, NoMetadata, parse
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.configuration.base import (
     ConfigurationItem,
     ConfigurationStore,
@@ -24,8 +24,9 @@ __all__ = ("InMemoryConfigurationStore",)
 class InMemoryConfigurationStore(ConfigurationStore):
     """A dict of items."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        parse(NoMetadata, metadata, CONFIGURATION)
         self._items: dict[str, ConfigurationItem] = {}
 
     async def get(self, request: GetRequest) -> dict[str, ConfigurationItem]:

@@ -30,12 +30,14 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import orjson
 
-from building_blocks._common.postgresql import DRIVER_ERRORS, PostgreSQLPool
+from building_blocks._common.metadata import CONFIGURATION, group, parse, text
+from building_blocks._common.postgresql import DRIVER_ERRORS, PostgreSQLPool, PostgreSQLSettings
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.configuration.base import (
     ConfigurationItem,
@@ -105,22 +107,30 @@ def _latest(rows: Sequence[asyncpg.Record]) -> dict[str, ConfigurationItem]:
     return items
 
 
+@dataclass(frozen=True, slots=True)
+class PostgreSQLConfigurationMetadata:
+    connection: PostgreSQLSettings = field(metadata=group(PostgreSQLSettings))
+    table: str = text("table", required=True)
+    notify_channel: str = text("notifyChannel")
+
+
 class PostgreSQLConfigurationStore(ConfigurationStore):
     """Dapr's configuration table, one pool for queries and one connection for LISTEN."""
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
         where = metadata.where
-        table = metadata.text("table", required=True)
+        settings = parse(PostgreSQLConfigurationMetadata, metadata, CONFIGURATION)
+        table = settings.table
         if not _TABLE.fullmatch(table):
             raise SpecError(f"{where}: metadata 'table' must be 'table' or 'schema.table', got {table!r}")
         parts = table.lower().split(".")
         self._bare_table = parts[-1]
         self._table = ".".join(f'"{part}"' for part in parts)
-        self._channel = metadata.text("notifyChannel")
+        self._channel = settings.notify_channel
         if self._channel and not _CHANNEL.fullmatch(self._channel):
             raise SpecError(f"{where}: metadata 'notifyChannel' must match [a-z0-9./_]{{1,63}}")
-        self._db = PostgreSQLPool(metadata, name, table=self._table)
+        self._db = PostgreSQLPool(settings.connection, name, self._table, where)
         self._timeout = self._db.timeout
         t = self._table
         self._select = f"SELECT key, value, version, metadata FROM {t}"

@@ -26,13 +26,15 @@ import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError, ResponseError
 
-from building_blocks._common.redis import ComponentClient, LeanConnection, Script, pool_options, translated
+from building_blocks._common.metadata import CONFIGURATION, group, parse, text
+from building_blocks._common.redis import ComponentClient, LeanConnection, RedisSettings, Script, translated
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.configuration.base import (
     ConfigurationItem,
@@ -87,6 +89,12 @@ def _needed_flags(current: str) -> str:
     return "".join(flag for flag in needed if flag not in have)
 
 
+@dataclass(frozen=True, slots=True)
+class RedisConfigurationMetadata:
+    connection: RedisSettings = field(metadata=group(RedisSettings))
+    redis_type: str = text("redisType", "node")  # cluster is not supported
+
+
 class RedisConfigurationStore(ConfigurationStore):
     """One connection pool for reads and writes, one pub/sub connection for every subscription."""
 
@@ -94,10 +102,10 @@ class RedisConfigurationStore(ConfigurationStore):
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
-        meta = self.metadata
-        if meta.text("redisType", "node").lower() != "node":
-            raise SpecError(f"{meta.where}: metadata 'redisType' must be 'node' (cluster is not supported)")
-        self._connection = ComponentClient(self.name, pool_options(meta))
+        settings = parse(RedisConfigurationMetadata, metadata, CONFIGURATION)
+        if settings.redis_type.lower() != "node":
+            raise SpecError(f"{metadata.where}: metadata 'redisType' must be 'node' (cluster is not supported)")
+        self._connection = ComponentClient(self.name, settings.connection.pool_options())
         self._db = int(self._connection.options["db"])
         # The pub/sub connection: the same settings, alone in its pool, kept alive by TCP keepalive.
         self._connection_options = {
@@ -106,7 +114,7 @@ class RedisConfigurationStore(ConfigurationStore):
         self._connection_options["socket_keepalive"] = True
         self._connection_options.setdefault("connection_class", LeanConnection)  # writeTimeout and its messages
         self._connection_options["client_name"] = f"layotto-configuration-{self.name}"
-        self._timeout = meta.duration("readTimeout", 3.0) + meta.duration("dialTimeout", 5.0)
+        self._timeout = settings.connection.read_timeout + settings.connection.dial_timeout
         self._prefix = f"__keyspace@{self._db}__:"
         self._all_keys_pattern = self._prefix + "*"
         self._pubsub_pool: ConnectionPool | None = None

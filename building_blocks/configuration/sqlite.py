@@ -25,11 +25,13 @@ import logging
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass, field
 
 import orjson
 
-from building_blocks._common.sqlite import SQLiteDatabase, write
+from building_blocks._common.metadata import CONFIGURATION, duration, group, parse, text
+from building_blocks._common.sqlite import SQLiteDatabase, SQLiteSettings, write
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.configuration.base import (
     ConfigurationItem,
     ConfigurationStore,
@@ -64,19 +66,26 @@ def _item(row: _Row) -> ConfigurationItem:
     return ConfigurationItem(str(value), str(version), parsed)
 
 
+@dataclass(frozen=True, slots=True)
+class SQLiteConfigurationMetadata:
+    connection: SQLiteSettings = field(metadata=group(SQLiteSettings))
+    table: str = text("table", "configuration")
+    poll_interval: float = duration("pollInterval", 0.15)
+
+
 class SQLiteConfigurationStore(ConfigurationStore):
     """Items in one SQLite table, watched by polling the file's change counter."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        meta = self.metadata
-        self._db = SQLiteDatabase(meta, self.name)
-        self._table = meta.text("table", "configuration")
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        settings = parse(SQLiteConfigurationMetadata, metadata, CONFIGURATION)
+        self._db = SQLiteDatabase(settings.connection, self.name)
+        self._table = settings.table
         if not _IDENTIFIER.match(self._table):
-            raise SpecError(f"{meta.where}: metadata 'table' must be a plain SQL identifier")
-        self._poll_interval = meta.duration("pollInterval", 0.15)
+            raise SpecError(f"{metadata.where}: metadata 'table' must be a plain SQL identifier")
+        self._poll_interval = settings.poll_interval
         if self._poll_interval <= 0:
-            raise SpecError(f"{meta.where}: metadata 'pollInterval' must be positive")
+            raise SpecError(f"{metadata.where}: metadata 'pollInterval' must be positive")
         # What the subscriptions watch (event loop side).
         self._all_keys = 0
         self._key_counts: collections.Counter[str] = collections.Counter()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+from building_blocks._common.metadata import LOCK, NoMetadata, parse
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
 
 __all__ = ("InMemoryLockStore",)
@@ -17,6 +19,10 @@ _MIN_SWEEP = 1024
 
 class InMemoryLockStore(LockStore):
     """A dict of resource -> (owner, expiry)."""
+
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        parse(NoMetadata, metadata, LOCK)
 
     async def init(self) -> None:
         self._locks: dict[str, tuple[str, float]] = {}

@@ -14,10 +14,12 @@ required, ``timeout``, ``maxConns``), ``tableName`` (``layotto_lock``, may be ``
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import dataclass, field
 
 from building_blocks._common import periodic
-from building_blocks._common.postgresql import PostgreSQLPool
+from building_blocks._common.metadata import LOCK, duration, group, parse, text
+from building_blocks._common.postgresql import PostgreSQLPool, PostgreSQLSettings, table_name
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
 
 __all__ = ("PostgreSQLLockStore",)
@@ -55,14 +57,23 @@ class _SQL:
         self.purge = f"DELETE FROM {t} WHERE expiry <= {_NOW}"
 
 
+@dataclass(frozen=True, slots=True)
+class PostgreSQLLockMetadata:
+    connection: PostgreSQLSettings = field(metadata=group(PostgreSQLSettings))
+    table_name: str = text("tableName", "layotto_lock")
+    cleanup_interval: float = duration("cleanupInterval", 3600.0)  # <= 0: no cleanup
+
+
 class PostgreSQLLockStore(LockStore):
     """One row per held lock: ``resource, owner, expiry``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._pool = PostgreSQLPool(self.metadata, self.name, "layotto_lock")
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        settings = parse(PostgreSQLLockMetadata, metadata, LOCK)
+        table = table_name(settings.table_name, metadata.where)
+        self._pool = PostgreSQLPool(settings.connection, self.name, table, metadata.where)
         self._sql = _SQL(self._pool.table)
-        self._cleanup_interval = self.metadata.duration("cleanupInterval", 3600.0)
+        self._cleanup_interval = settings.cleanup_interval
         self._cleanup: asyncio.Task[None] | None = None
 
     async def init(self) -> None:

@@ -14,11 +14,11 @@ the block).
 
 from __future__ import annotations
 
-from typing import Any
-
 from redis.asyncio import Redis
 
-from building_blocks._common.redis import ComponentClient, Script, pool_options, translated
+from building_blocks._common.metadata import LOCK, parse
+from building_blocks._common.redis import ComponentClient, RedisSettings, Script, translated
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
 
 __all__ = ("RedisLockStore",)
@@ -48,9 +48,10 @@ class RedisLockStore(LockStore):
     _unlock: Script
     _renew: Script
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._connection = ComponentClient(self.name, pool_options(self.metadata))
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        settings = parse(RedisSettings, metadata, LOCK)
+        self._connection = ComponentClient(self.name, settings.pool_options())
 
     async def init(self) -> None:
         client = self._connection.open()

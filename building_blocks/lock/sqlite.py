@@ -14,23 +14,33 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from typing import Any
+from dataclasses import dataclass, field
 
 from building_blocks._common import periodic
-from building_blocks._common.sqlite import SQLiteDatabase, table_name, write
+from building_blocks._common.metadata import LOCK, duration, group, parse, text
+from building_blocks._common.sqlite import SQLiteDatabase, SQLiteSettings, table_name, write
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
 
 __all__ = ("SQLiteLockStore",)
 
 
+@dataclass(frozen=True, slots=True)
+class SQLiteLockMetadata:
+    connection: SQLiteSettings = field(metadata=group(SQLiteSettings))
+    table_name: str = text("tableName", "locks")
+    cleanup_interval: float = duration("cleanupInterval", 3600.0)  # <= 0: no purge
+
+
 class SQLiteLockStore(LockStore):
     """One row per held lock: ``resource, owner, expires_at``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._db = SQLiteDatabase(self.metadata, self.name)
-        self._table = table_name(self.metadata, "locks")
-        self._cleanup_interval = self.metadata.duration("cleanupInterval", 3600.0)
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        settings = parse(SQLiteLockMetadata, metadata, LOCK)
+        self._db = SQLiteDatabase(settings.connection, self.name)
+        self._table = table_name(settings.table_name, metadata.where)
+        self._cleanup_interval = settings.cleanup_interval
         self._cleanup: asyncio.Task[None] | None = None
         t = self._table
         self._take = (

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import dataclass
 
+from building_blocks._common.metadata import NAMERESOLUTION, boolean, integer, parse, text
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, SpecError
 from building_blocks.nameresolution.base import NameResolver, ResolveRequest
@@ -35,16 +37,25 @@ def join_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@dataclass(frozen=True, slots=True)
+class DNSNameResolverMetadata:
+    template: str = text("template", DEFAULT_TEMPLATE)
+    cluster_domain: str = text("clusterDomain", "cluster.local")
+    port: int = integer("port", 0)  # 0: this sidecar's internal port
+    resolve_ips: bool = boolean("resolveIPs", True)
+
+
 class DNSNameResolver(NameResolver):
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
-        template = metadata.text("template", DEFAULT_TEMPLATE)
+        settings = parse(DNSNameResolverMetadata, metadata, NAMERESOLUTION)
+        template = settings.template
         for go, ours in _GO_SPELLINGS.items():
             template = template.replace(go, ours)
         self.template = template
-        self.cluster_domain = metadata.text("clusterDomain", "cluster.local")
-        self.port = metadata.integer("port", 0)
-        self.resolve_ips = metadata.boolean("resolveIPs", True)
+        self.cluster_domain = settings.cluster_domain
+        self.port = settings.port
+        self.resolve_ips = settings.resolve_ips
         try:
             split_address(self._render(ResolveRequest("app", "default", 1)))
         except (KeyError, ValueError, IndexError) as exc:

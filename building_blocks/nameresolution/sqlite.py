@@ -17,14 +17,16 @@ import logging
 import sqlite3
 import time
 import uuid
+from dataclasses import dataclass
 
+from building_blocks._common.metadata import NAMERESOLUTION, boolean, duration, parse, text
 from building_blocks._common.periodic import every, stop
-from building_blocks._common.sqlite import SQLiteDatabase, table_name, write
+from building_blocks._common.sqlite import SQLiteDatabase, SQLiteSettings, table_name, write
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import SpecError
 from building_blocks.nameresolution.base import NameResolver, NoHost, ResolveRequest
 
-__all__ = ("DEFAULT_DATABASE", "SQLiteNameResolver")
+__all__ = ("DEFAULT_DATABASE", "SQLiteNameResolver", "SQLiteNameResolverMetadata")
 
 log = logging.getLogger("layotto.nameresolution")
 DEFAULT_DATABASE = "~/.layotto/data/nameresolution.db"
@@ -34,17 +36,27 @@ def default_namespace(namespace: str) -> str:
     return namespace or "default"
 
 
+@dataclass(frozen=True, slots=True)
+class SQLiteNameResolverMetadata:
+    """SQLite's connection settings with this resolver's defaults (a file every local sidecar shares)."""
+
+    connection_string: str = text("connectionString", DEFAULT_DATABASE)
+    busy_timeout: float = duration("busyTimeout", 0.8)
+    disable_wal: bool = boolean("disableWAL", False)
+    table_name: str = text("tableName", "hosts")
+    update_interval: float = duration("updateInterval", 5.0)
+
+
 class SQLiteNameResolver(NameResolver):
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
-        values = {"busyTimeout": "800ms", **dict(metadata.items())}
-        values.setdefault("connectionString", DEFAULT_DATABASE)
-        metadata = Metadata(values, metadata.where)
         super().__init__(name, metadata, context)
-        self.table = table_name(metadata, "hosts")
-        self.update_interval = metadata.duration("updateInterval", 5.0)
+        settings = self.settings = parse(SQLiteNameResolverMetadata, metadata, NAMERESOLUTION)
+        self.table = table_name(settings.table_name, metadata.where)
+        self.update_interval = settings.update_interval
         if self.update_interval <= 0:
             raise SpecError(f"{metadata.where}: metadata 'updateInterval' must be positive")
-        self._db = SQLiteDatabase(metadata, name)
+        connection = SQLiteSettings(settings.connection_string, settings.busy_timeout, settings.disable_wal)
+        self._db = SQLiteDatabase(connection, name)
         self._registration = ""
         self._heartbeat: asyncio.Task[None] | None = None
         self._opening = asyncio.Lock()

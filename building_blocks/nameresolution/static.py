@@ -13,10 +13,12 @@ not its API port. Configuration::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from building_blocks._common.metadata import NAMERESOLUTION, parse, text
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import SpecError
 from building_blocks.nameresolution.base import NameResolver, NoHost, ResolveRequest
@@ -38,10 +40,15 @@ def _addresses(raw: Any, app_id: str, where: str) -> list[str]:
     return addresses
 
 
+@dataclass(frozen=True, slots=True)
+class StaticNameResolverMetadata:
+    apps: str = text("apps")  # JSON: app id -> address or list of addresses
+
+
 class StaticNameResolver(NameResolver):
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
-        raw = metadata.get("apps", "")
+        raw = parse(StaticNameResolverMetadata, metadata, NAMERESOLUTION).apps
         try:
             apps = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:

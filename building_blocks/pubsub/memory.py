@@ -14,8 +14,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from typing import Any
+from dataclasses import dataclass
 
+from building_blocks._common.metadata import PUBSUB, duration, integer, parse
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.pubsub.base import Handler, Message, PublishRequest, PubSub, SubscribeRequest, Subscription
 
 __all__ = ("InMemoryPubSub",)
@@ -75,14 +77,22 @@ class _MemorySubscription(Subscription):
         self._requeues.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class InMemoryPubSubMetadata:
+    redeliver_interval: float = duration("redeliverInterval", 1.0)
+    queue_depth: int = integer("queueDepth", 10000)
+    concurrency: int = integer("concurrency", 10)
+
+
 class InMemoryPubSub(PubSub):
     """Topics as per-group asyncio queues."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._redeliver = self.metadata.duration("redeliverInterval", 1.0)
-        self._depth = self.metadata.integer("queueDepth", 10000)
-        self._concurrency = max(1, self.metadata.integer("concurrency", 10))
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        settings = parse(InMemoryPubSubMetadata, metadata, PUBSUB)
+        self._redeliver = settings.redeliver_interval
+        self._depth = settings.queue_depth
+        self._concurrency = max(1, settings.concurrency)
         self._groups: dict[str, dict[str, asyncio.Queue[Message]]] = {}
         self._subscriptions: list[_MemorySubscription] = []
         self._ids = itertools.count(1)

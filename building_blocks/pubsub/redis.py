@@ -36,7 +36,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
@@ -44,7 +44,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from building_blocks._common.redis import ComponentClient, execute, pool_options, redis_client, translated
+from building_blocks._common.metadata import PUBSUB, duration, group, integer, parse, text
+from building_blocks._common.redis import ComponentClient, RedisSettings, execute, redis_client, translated
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, SpecError
 from building_blocks.pubsub.base import Handler, Message, PublishRequest, PubSub, SubscribeRequest, Subscription
@@ -231,10 +232,20 @@ def _message(topic: str, entry_id: str, fields: dict[bytes, bytes]) -> Message:
     return Message(topic, fields.get(b"data", b""), metadata, entry_id)
 
 
-def _at_least_one(meta: Metadata, name: str, default: int) -> int:
-    value = meta.integer(name, default)
+@dataclass(frozen=True, slots=True)
+class RedisPubSubMetadata:
+    connection: RedisSettings = field(metadata=group(RedisSettings))
+    consumer_id: str = text("consumerID")  # the app id
+    processing_timeout: float = duration("processingTimeout", 15.0)  # 0: no redelivery
+    redeliver_interval: float = duration("redeliverInterval", 60.0)  # 0: no redelivery
+    queue_depth: int = integer("queueDepth", 100)
+    concurrency: int = integer("concurrency", 10)
+    max_len_approx: int = integer("maxLenApprox", 0)  # <= 0: no cap
+
+
+def _at_least_one(value: int, name: str, where: str) -> int:
     if value < 1:
-        raise SpecError(f"{meta.where}: metadata '{name}' must be at least 1, got {value}")
+        raise SpecError(f"{where}: metadata '{name}' must be at least 1, got {value}")
     return value
 
 
@@ -243,8 +254,8 @@ class RedisPubSub(PubSub):
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
-        meta = self.metadata
-        self._connection = ComponentClient(self.name, pool_options(meta))
+        settings = parse(RedisPubSubMetadata, metadata, PUBSUB)
+        self._connection = ComponentClient(self.name, settings.connection.pool_options())
         # A subscription's blocking reads may take _MAX_BLOCK longer than other commands.
         read_timeout = self._connection.options["socket_timeout"]
         self._reading = _Reading(
@@ -253,13 +264,13 @@ class RedisPubSub(PubSub):
                 "max_connections": 1,
                 "socket_timeout": read_timeout and read_timeout + _MAX_BLOCK,
             },
-            queue_depth=_at_least_one(meta, "queueDepth", 100),
-            concurrency=_at_least_one(meta, "concurrency", 10),
-            processing_timeout=meta.duration("processingTimeout", 15.0),
-            redeliver_interval=meta.duration("redeliverInterval", 60.0),
+            queue_depth=_at_least_one(settings.queue_depth, "queueDepth", metadata.where),
+            concurrency=_at_least_one(settings.concurrency, "concurrency", metadata.where),
+            processing_timeout=settings.processing_timeout,
+            redeliver_interval=settings.redeliver_interval,
         )
-        self._consumer_id = meta.text("consumerID", self.context.app_id)
-        max_len = meta.integer("maxLenApprox", 0)
+        self._consumer_id = settings.consumer_id or self.context.app_id
+        max_len = settings.max_len_approx
         self._max_len = max_len if max_len > 0 else None
         self._subscriptions: set[_StreamSubscription] = set()
 

@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
 
+from building_blocks._common.metadata import SECRETSTORES, parse, text
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import NotFoundInStore
 from building_blocks.secretstores.base import SecretStore
 
 __all__ = ("LocalEnvSecretStore",)
 
 
+@dataclass(frozen=True, slots=True)
+class LocalEnvSecretStoreMetadata:
+    prefix: str = text("prefix")  # only variables starting with it (case-insensitively), without it
+
+
 class LocalEnvSecretStore(SecretStore):
     """Reads the environment at each request, so changes made by the process are seen."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._prefix = self.metadata.text("prefix").upper()
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        self._prefix = parse(LocalEnvSecretStoreMetadata, metadata, SECRETSTORES).prefix.upper()
 
     def _secrets(self) -> dict[str, str]:
         size = len(self._prefix)

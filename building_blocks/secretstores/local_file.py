@@ -12,11 +12,14 @@ Nested objects are flattened with the separator: ``{"db": {"password": "x"}}`` i
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from building_blocks._common.metadata import SECRETSTORES, boolean, parse, text
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, NotFoundInStore
 from building_blocks.secretstores.base import Feature, SecretStore
 
@@ -32,14 +35,22 @@ def _flatten(value: Any, separator: str, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+@dataclass(frozen=True, slots=True)
+class LocalFileSecretStoreMetadata:
+    secrets_file: str = text("secretsFile", required=True)
+    nested_separator: str = text("nestedSeparator", ":")
+    multi_valued: bool = boolean("multiValued", False)
+
+
 class LocalFileSecretStore(SecretStore):
     """Loads the file once at start-up."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._path = Path(self.metadata.text("secretsFile", required=True)).expanduser()
-        self._separator = self.metadata.text("nestedSeparator", ":")
-        self._multi_valued = self.metadata.boolean("multiValued", False)
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        settings = parse(LocalFileSecretStoreMetadata, metadata, SECRETSTORES)
+        self._path = Path(settings.secrets_file).expanduser()
+        self._separator = settings.nested_separator
+        self._multi_valued = settings.multi_valued
         self.features = frozenset({Feature.MULTIPLE_KEY_VALUES_PER_SECRET}) if self._multi_valued else frozenset()
         self._secrets: dict[str, dict[str, str]] = {}
 

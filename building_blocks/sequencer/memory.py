@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from building_blocks._common.metadata import SEQUENCER, NoMetadata, parse
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.sequencer.base import MAX_ID, CounterSequencer, exhausted
 
 __all__ = ("InMemorySequencer",)
@@ -15,6 +17,10 @@ __all__ = ("InMemorySequencer",)
 
 class InMemorySequencer(CounterSequencer):
     segment_cache: ClassVar[bool] = False
+
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        parse(NoMetadata, metadata, SEQUENCER)
 
     async def init(self) -> None:
         self._counters: dict[str, int] = {}

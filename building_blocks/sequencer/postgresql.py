@@ -10,9 +10,11 @@ the block-level settings.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
-from building_blocks._common.postgresql import PostgreSQLPool
+from building_blocks._common.metadata import SEQUENCER, group, parse, text
+from building_blocks._common.postgresql import PostgreSQLPool, PostgreSQLSettings, table_name
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError
 from building_blocks.sequencer.base import CounterSequencer, exhausted
 
@@ -21,12 +23,20 @@ __all__ = ("PostgreSQLSequencer",)
 _OUT_OF_RANGE = "22003"  # numeric_value_out_of_range: the bigint would overflow
 
 
+@dataclass(frozen=True, slots=True)
+class PostgreSQLSequencerMetadata:
+    connection: PostgreSQLSettings = field(metadata=group(PostgreSQLSettings))
+    table_name: str = text("tableName", "layotto_sequencer")
+
+
 class PostgreSQLSequencer(CounterSequencer):
     """Rows ``key, value``: ``value`` is the last id given for ``key``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._pool = PostgreSQLPool(self.metadata, self.name, "layotto_sequencer")
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        settings = parse(PostgreSQLSequencerMetadata, metadata, SEQUENCER)
+        table = table_name(settings.table_name, metadata.where)
+        self._pool = PostgreSQLPool(settings.connection, self.name, table, metadata.where)
         t = self._pool.table
         self._create = f"CREATE TABLE IF NOT EXISTS {t} (key text NOT NULL PRIMARY KEY, value bigint NOT NULL)"
         self._add = (

@@ -12,11 +12,11 @@ settings.
 
 from __future__ import annotations
 
-from typing import Any
-
 from redis.asyncio import Redis
 
-from building_blocks._common.redis import ComponentClient, Script, pool_options, translated
+from building_blocks._common.metadata import SEQUENCER, parse
+from building_blocks._common.redis import ComponentClient, RedisSettings, Script, translated
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.sequencer.base import CounterSequencer
 
 __all__ = ("RedisSequencer",)
@@ -32,9 +32,10 @@ return 1
 class RedisSequencer(CounterSequencer):
     _raise: Script
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._connection = ComponentClient(self.name, pool_options(self.metadata))
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        settings = parse(RedisSettings, metadata, SEQUENCER)
+        self._connection = ComponentClient(self.name, settings.pool_options())
 
     async def init(self) -> None:
         self._raise = Script(self._connection.open(), _RAISE)

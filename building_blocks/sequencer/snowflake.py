@@ -24,12 +24,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from building_blocks._common import periodic
-from building_blocks._common.redis import pool_options
-from building_blocks.component import Metadata
+from building_blocks._common.metadata import SEQUENCER, duration, integer, known_names, parse, read, text
+from building_blocks._common.redis import RedisSettings
+from building_blocks._common.sqlite import SQLiteSettings
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, InvalidOption, SpecError
 from building_blocks.sequencer.base import NextIdRequest, Segment, SegmentRequest, Sequencer
 from building_blocks.sequencer.worker_lease import (
@@ -50,6 +53,25 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclass(frozen=True, slots=True)
+class SnowflakeMetadata:
+    """Its own names; the Redis or SQLite connection settings are read when ``redisHost`` or
+    ``connectionString`` chooses that lease."""
+
+    worker_id: int | None = integer("workerId", None)
+    redis_host: str = text("redisHost")
+    connection_string: str = text("connectionString")
+    lease_ttl: float = duration("leaseTTL", 10.0)
+    max_clock_backward: float = duration("maxClockBackward", 1.0)
+    time_bits: int = integer("timeBits", 41)
+    worker_bits: int = integer("workerBits", 10)
+    seq_bits: int = integer("seqBits", 12)
+    start_time: str = text("startTime", _DEFAULT_START)
+
+
+_LEASE_NAMES = (*known_names(RedisSettings), *known_names(SQLiteSettings))
+
+
 class Layout:
     """How the 63 bits of an id are shared, and the millisecond counted as 0."""
 
@@ -63,16 +85,18 @@ class Layout:
 
     @classmethod
     def of(cls, meta: Metadata) -> Layout:
-        time_bits = meta.integer("timeBits", 41)
-        worker_bits = meta.integer("workerBits", 10)
-        seq_bits = meta.integer("seqBits", 12)
+        return cls.declared(read(SnowflakeMetadata, meta), meta.where)
+
+    @classmethod
+    def declared(cls, settings: SnowflakeMetadata, where: str) -> Layout:
+        time_bits, worker_bits, seq_bits = settings.time_bits, settings.worker_bits, settings.seq_bits
         if time_bits + worker_bits + seq_bits != 63 or min(time_bits, worker_bits, seq_bits) < 1:
-            raise SpecError(f"{meta.where}: metadata 'timeBits' + 'workerBits' + 'seqBits' must be 63, each at least 1")
-        start = meta.text("startTime", _DEFAULT_START)
+            raise SpecError(f"{where}: metadata 'timeBits' + 'workerBits' + 'seqBits' must be 63, each at least 1")
+        start = settings.start_time
         try:
             epoch = datetime.fromisoformat(start)
         except ValueError:
-            raise SpecError(f"{meta.where}: metadata 'startTime' must be an ISO 8601 date, got {start!r}") from None
+            raise SpecError(f"{where}: metadata 'startTime' must be an ISO 8601 date, got {start!r}") from None
         if epoch.tzinfo is None:
             epoch = epoch.replace(tzinfo=UTC)
         return cls(time_bits, worker_bits, seq_bits, int(epoch.timestamp() * 1000))
@@ -115,30 +139,32 @@ class Generator:
 class SnowflakeSequencer(Sequencer):
     segment_cache: ClassVar[bool] = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        meta = self.metadata
-        self._layout = Layout.of(meta)
-        self._ttl = meta.duration("leaseTTL", 10.0)
-        self._tolerance_ms = int(meta.duration("maxClockBackward", 1.0) * 1000)
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        settings = parse(SnowflakeMetadata, metadata, (*SEQUENCER, *_LEASE_NAMES))
+        self._layout = Layout.declared(settings, metadata.where)
+        self._ttl = settings.lease_ttl
+        self._tolerance_ms = int(settings.max_clock_backward * 1000)
         if self._ttl <= 0 or self._tolerance_ms < 0:
-            raise SpecError(f"{meta.where}: metadata 'leaseTTL' must be positive and 'maxClockBackward' not negative")
-        self._lease = self._worker_source(meta)
+            raise SpecError(
+                f"{metadata.where}: metadata 'leaseTTL' must be positive and 'maxClockBackward' not negative"
+            )
+        self._lease = self._worker_source(settings, metadata)
         self._generator: Generator | None = None
         self._renewal: asyncio.Task[None] | None = None
 
-    def _worker_source(self, meta: Metadata) -> WorkerLease:
-        sources = [name for name in ("workerId", "redisHost", "connectionString") if meta.text(name)]
-        if len(sources) != 1:
+    def _worker_source(self, settings: SnowflakeMetadata, meta: Metadata) -> WorkerLease:
+        given = (settings.worker_id is not None, bool(settings.redis_host), bool(settings.connection_string))
+        if sum(given) != 1:
             raise SpecError(f"{meta.where}: give exactly one of metadata 'workerId', 'redisHost', 'connectionString'")
         namespace = f"sequencer|||snowflake||{self.name}"
-        if sources[0] == "workerId":
-            worker = meta.integer("workerId", 0)
+        if settings.worker_id is not None:
+            worker = settings.worker_id
             if not 0 <= worker < self._layout.workers:
                 raise SpecError(f"{meta.where}: metadata 'workerId' must be below {self._layout.workers}")
             return FixedWorker(worker)
-        if sources[0] == "redisHost":
-            return RedisWorkerLease(pool_options(meta), namespace, self._ttl)
+        if settings.redis_host:
+            return RedisWorkerLease(read(RedisSettings, meta).pool_options(), namespace, self._ttl)
         return SQLiteWorkerLease(meta, self.name, namespace, self._ttl)
 
     async def init(self) -> None:

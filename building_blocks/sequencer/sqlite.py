@@ -10,21 +10,30 @@ so several sidecar processes sharing the file never get the same id, and ids sur
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from dataclasses import dataclass, field
 
-from building_blocks._common.sqlite import SQLiteDatabase, table_name, write
+from building_blocks._common.metadata import SEQUENCER, group, parse, text
+from building_blocks._common.sqlite import SQLiteDatabase, SQLiteSettings, table_name, write
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.sequencer.base import MAX_ID, CounterSequencer, exhausted
 
 __all__ = ("SQLiteSequencer",)
 
 
+@dataclass(frozen=True, slots=True)
+class SQLiteSequencerMetadata:
+    connection: SQLiteSettings = field(metadata=group(SQLiteSettings))
+    table_name: str = text("tableName", "sequencer")
+
+
 class SQLiteSequencer(CounterSequencer):
     """Rows ``key, value``: ``value`` is the last id given for ``key``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._db = SQLiteDatabase(self.metadata, self.name)
-        t = self._table = table_name(self.metadata, "sequencer")
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        settings = parse(SQLiteSequencerMetadata, metadata, SEQUENCER)
+        self._db = SQLiteDatabase(settings.connection, self.name)
+        t = self._table = table_name(settings.table_name, metadata.where)
         # No row comes back when the addition would overflow: SQLite would silently turn it into a REAL.
         self._add = (
             f"INSERT INTO {t} (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE"

@@ -19,8 +19,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from building_blocks._common.metadata import read
 from building_blocks._common.redis import Script, redis_client, translated
-from building_blocks._common.sqlite import SQLiteDatabase, write
+from building_blocks._common.sqlite import SQLiteDatabase, SQLiteSettings, write
 from building_blocks.component import Metadata
 from building_blocks.errors import ComponentError
 
@@ -170,7 +171,7 @@ class SQLiteWorkerLease(WorkerLease):
     """Rows ``namespace, worker, owner, expires_at, until_ms`` in a table of a SQLite file."""
 
     def __init__(self, meta: Metadata, name: str, namespace: str, ttl: float) -> None:
-        self._db = SQLiteDatabase(meta, name)
+        self._db = SQLiteDatabase(read(SQLiteSettings, meta), name)
         self._namespace = namespace
         self._ttl = ttl
         self._token = uuid.uuid4().hex

@@ -11,6 +11,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from building_blocks._common.metadata import STATE, NoMetadata, parse
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ETagMismatch
 from building_blocks.state import query as q
 from building_blocks.state.base import (
@@ -41,6 +43,10 @@ class InMemoryStateStore(StateStore):
     """Keeps items in a dict; expired items are dropped when read."""
 
     features = frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.QUERY_API})
+
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        parse(NoMetadata, metadata, STATE)
 
     async def init(self) -> None:
         self._items: dict[str, _Item] = {}

@@ -19,13 +19,15 @@ import contextlib
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import orjson
 
 from building_blocks._common.cooperative import SLICE, map_items
-from building_blocks._common.postgresql import PostgreSQLPool
+from building_blocks._common.metadata import STATE, duration, group, parse, text
+from building_blocks._common.postgresql import PostgreSQLPool, PostgreSQLSettings, table_name
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, ETagInvalid, ETagMismatch
 from building_blocks.state import query as q
@@ -44,7 +46,7 @@ from building_blocks.state.base import (
     require_integer_etag,
 )
 
-__all__ = ("PostgreSQLStateStore",)
+__all__ = ("PostgreSQLStateMetadata", "PostgreSQLStateStore")
 
 _log = logging.getLogger(__name__)
 
@@ -94,6 +96,13 @@ class _SQL:
         self.query = f"SELECT {_COLUMNS} FROM {t} WHERE NOT isbinary AND starts_with(key, $1) AND {_LIVE}"
 
 
+@dataclass(frozen=True, slots=True)
+class PostgreSQLStateMetadata:
+    connection: PostgreSQLSettings = field(metadata=group(PostgreSQLSettings))
+    table_name: str = text("tableName", "state")
+    cleanup_interval: float = duration("cleanupInterval", 3600.0)  # <= 0: no cleanup
+
+
 class PostgreSQLStateStore(StateStore):
     """One row per key in Dapr's v1 table layout; the etag is the row's ``xmin``."""
 
@@ -101,10 +110,12 @@ class PostgreSQLStateStore(StateStore):
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
-        self._db = PostgreSQLPool(metadata, name, "state")
+        settings = parse(PostgreSQLStateMetadata, metadata, STATE)
+        table = table_name(settings.table_name, metadata.where)
+        self._db = PostgreSQLPool(settings.connection, name, table, metadata.where)
         self._table = self._db.table
         self._sql = _SQL(self._table)
-        self._cleanup_interval = metadata.duration("cleanupInterval", 3600.0)
+        self._cleanup_interval = settings.cleanup_interval
         self._cleanup: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------

@@ -18,12 +18,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
 from building_blocks._common.cooperative import SLICE
-from building_blocks._common.redis import ComponentClient, Script, pool_options
+from building_blocks._common.metadata import STATE, group, integer, parse
+from building_blocks._common.redis import ComponentClient, RedisSettings, Script
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ComponentError, ETagMismatch
 from building_blocks.state.base import (
@@ -38,7 +40,7 @@ from building_blocks.state.base import (
     require_integer_etag,
 )
 
-__all__ = ("READ_SCRIPT", "WRITE_SCRIPT", "RedisStateStore")
+__all__ = ("READ_SCRIPT", "WRITE_SCRIPT", "RedisStateMetadata", "RedisStateStore")
 
 _MISMATCH = "ETAGMISMATCH"  # the error code of the WRITE script's concurrency failures
 
@@ -93,6 +95,12 @@ return #KEYS
 """
 
 
+@dataclass(frozen=True, slots=True)
+class RedisStateMetadata:
+    connection: RedisSettings = field(metadata=group(RedisSettings))
+    ttl_in_seconds: int = integer("ttlInSeconds", 0)  # <= 0: none
+
+
 class RedisStateStore(StateStore):
     """One connection pool and two scripts; every operation is one EVALSHA."""
 
@@ -103,8 +111,9 @@ class RedisStateStore(StateStore):
 
     def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
         super().__init__(name, metadata, context)
-        self._connection = ComponentClient(self.name, pool_options(self.metadata))
-        ttl = self.metadata.integer("ttlInSeconds", 0)
+        settings = parse(RedisStateMetadata, metadata, STATE)
+        self._connection = ComponentClient(self.name, settings.connection.pool_options())
+        ttl = settings.ttl_in_seconds
         self._default_ttl = ttl if ttl > 0 else None
 
     async def init(self) -> None:

@@ -20,12 +20,15 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from building_blocks._common.sqlite import INLINE_ITEMS, SQLiteDatabase, table_name, write
+from building_blocks._common.metadata import STATE, duration, group, parse, text
+from building_blocks._common.sqlite import INLINE_ITEMS, SQLiteDatabase, SQLiteSettings, table_name, write
+from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import BulkError, ComponentError, ETagMismatch
 from building_blocks.state import query as q
 from building_blocks.state.base import (
@@ -42,7 +45,7 @@ from building_blocks.state.base import (
     TransactionRequest,
 )
 
-__all__ = ("SQLiteStateStore",)
+__all__ = ("SQLiteStateMetadata", "SQLiteStateStore")
 
 SCAN_ROWS = 1000  # rows per step of a query's scan (~60 KB of JSON)
 _ROW = "value, is_binary, etag, (julianday(expiration_time) - 2440587.5) * 86400.0"
@@ -63,16 +66,24 @@ def _decode(text: str, is_binary: int) -> bytes:
     return base64.b64decode(text) if is_binary else text.encode()
 
 
+@dataclass(frozen=True, slots=True)
+class SQLiteStateMetadata:
+    connection: SQLiteSettings = field(metadata=group(SQLiteSettings))
+    table_name: str = text("tableName", "state")
+    cleanup_interval: float = duration("cleanupInterval", 3600.0)  # <= 0: no purge
+
+
 class SQLiteStateStore(StateStore):
     """State in one SQLite table."""
 
     features = frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.QUERY_API})
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._db = SQLiteDatabase(self.metadata, self.name)
-        self._table = table_name(self.metadata, "state")
-        self._cleanup_interval = self.metadata.duration("cleanupInterval", 3600.0)
+    def __init__(self, name: str, metadata: Metadata, context: ComponentContext | None = None) -> None:
+        super().__init__(name, metadata, context)
+        settings = parse(SQLiteStateMetadata, metadata, STATE)
+        self._db = SQLiteDatabase(settings.connection, self.name)
+        self._table = table_name(settings.table_name, metadata.where)
+        self._cleanup_interval = settings.cleanup_interval
         self._cleanup: asyncio.Task[None] | None = None
 
     async def init(self) -> None:

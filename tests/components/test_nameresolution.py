@@ -101,7 +101,7 @@ def test_sqlite_metadata_errors() -> None:
         SQLiteNameResolver("sqlite", Metadata({"tableName": "bad name"}, "cfg"))
     with pytest.raises(SpecError, match="updateInterval"):
         SQLiteNameResolver("sqlite", Metadata({"updateInterval": "soon"}, "cfg"))
-    assert SQLiteNameResolver("sqlite", Metadata({}, "cfg")).metadata["connectionString"] == DEFAULT_DATABASE
+    assert SQLiteNameResolver("sqlite", Metadata({}, "cfg")).settings.connection_string == DEFAULT_DATABASE
 
 
 def static(apps: str) -> StaticNameResolver:

@@ -2,10 +2,10 @@
 
 Why a second client: the app channel and the hop talk to peers the sidecar knows (its own app, other
 sidecars) over one plain or mutually authenticated HTTP/1.1 connection each, which the lean client of
-``app.http_client`` does at a third of the CPU. An external target is any server on the internet: server
-certificate validation against the system's CAs with host names, redirects, proxies from the environment,
-HTTP/2 and cookies-policy edge cases are what httpx, a well-kept library, already does right; rewriting that
-for a path that is not hot would trade correctness for nothing.
+``app.http_client`` does at a third of the CPU. An external target is any server on the internet: TLS
+with server certificates checked against the system's CAs and host names, redirects, cookie handling and
+the many ways real servers bend HTTP are what httpx, a well-kept library, already does right; rewriting
+that for a path that is not hot would trade correctness for nothing.
 
 Imported on the first such invocation only, so a sidecar that never calls an external service does not
 pay httpx's import time and memory. httpx's errors come out as ``app.http_client`` errors, so callers

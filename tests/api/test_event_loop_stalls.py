@@ -216,7 +216,12 @@ def test_a_cel_routed_delivery_of_a_4mib_event(resources: Path) -> None:
     assert len(huge) < BODY
     app = SubscriberApp()
     arrived = threading.Semaphore(0)
-    app.responders["/huge"] = lambda body: (arrived.release(), (200, b""))[1]
+
+    def received(body: bytes) -> tuple[int, bytes]:
+        arrived.release()
+        return 200, b""
+
+    app.responders["/huge"] = received
     ready = threading.Event()
     stopping = threading.Event()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from building_blocks.pubsub.base import PublishRequest
 from tests.sidecar import Sidecar, component_yaml, running_sidecar
 
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
@@ -130,7 +131,7 @@ async def test_bulk_publish_validation(sidecar: Sidecar, body: bytes, reason: st
 async def test_bulk_publish_reports_failed_entries(sidecar: Sidecar) -> None:
     pubsub = sidecar.runtime.pubsub.component("pubsub")
 
-    async def failing(request):  # type: ignore[no-untyped-def]
+    async def failing(request: PublishRequest) -> None:
         if request.data.endswith(b'"bad"}'):
             raise RuntimeError("broker refused")
 
@@ -151,7 +152,7 @@ async def test_bulk_publish_reports_failed_entries(sidecar: Sidecar) -> None:
 async def test_publish_failure_is_500(sidecar: Sidecar) -> None:
     pubsub = sidecar.runtime.pubsub.component("pubsub")
 
-    async def failing(request):  # type: ignore[no-untyped-def]
+    async def failing(request: PublishRequest) -> None:
         raise ConnectionError("broker down")
 
     pubsub.publish = failing  # type: ignore[method-assign]

@@ -89,10 +89,15 @@ async def row(raw: asyncpg.Connection, key: str) -> asyncpg.Record | None:
     )
 
 
-async def xmin(raw: asyncpg.Connection, key: str) -> str:
+async def stored_row(raw: asyncpg.Connection, key: str) -> asyncpg.Record:
+    """``row`` of a key that must be there."""
     found = await row(raw, key)
-    assert found is not None
-    return str(found["xmin"])
+    assert found is not None, key
+    return found
+
+
+async def xmin(raw: asyncpg.Connection, key: str) -> str:
+    return str((await stored_row(raw, key))["xmin"])
 
 
 async def insert_expired(raw: asyncpg.Connection, key: str, value: str = '"old"') -> None:
@@ -139,17 +144,17 @@ async def test_reads_rows_written_by_dapr(store, raw, new_key):
     item = await store.get(GetRequest(binary))
     assert item is not None and item.value == b"\x00\xffraw"
     await store.set(SetRequest(text, b'"next"', etag=await xmin(raw, text)))
-    assert (await row(raw, text))["value"] == '"next"'
+    assert (await stored_row(raw, text))["value"] == '"next"'
 
 
 async def test_json_is_stored_as_jsonb_and_other_values_as_base64(store, raw, new_key):
     json_key, binary_key, nul_key = new_key(), new_key(), new_key()
     await store.set(SetRequest(json_key, b'{"b": [1, 2.5, null], "a": "x"}'))
-    stored = await row(raw, json_key)
+    stored = await stored_row(raw, json_key)
     assert (stored["value"], stored["isbinary"]) == ('{"a": "x", "b": [1, 2.5, null]}', False)
     binary, nul = b"\x00\x01 not json \xff", b'"a\\u0000b"'  # the latter: valid JSON that jsonb refuses
     await store.set(SetRequest(binary_key, binary))
-    stored = await row(raw, binary_key)
+    stored = await stored_row(raw, binary_key)
     assert (stored["value"], stored["isbinary"]) == ('"' + base64.b64encode(binary).decode() + '"', True)
     await store.set(SetRequest(nul_key, nul))
     for key, value in [(binary_key, binary), (nul_key, nul)]:
@@ -193,7 +198,7 @@ async def test_non_xid_etag_is_invalid_and_nothing_changes(store, raw, new_key, 
 async def test_etag_mismatches(store, raw, new_key):
     key, missing = new_key(), new_key()
     await store.set(SetRequest(key, b'"v"'))
-    before = await row(raw, key)
+    before = await stored_row(raw, key)
     stale = str(int(before["xmin"]) + 1)
     with pytest.raises(ETagMismatch):
         await store.set(SetRequest(key, b'"w"', etag=stale))
@@ -214,7 +219,7 @@ async def test_first_write_with_matching_etag_succeeds(store, raw, new_key):
     key = new_key()
     await store.set(SetRequest(key, b"1", concurrency=Concurrency.FIRST_WRITE))
     await store.set(SetRequest(key, b"2", etag=await xmin(raw, key), concurrency=Concurrency.FIRST_WRITE))
-    assert (await row(raw, key))["value"] == "2"
+    assert (await stored_row(raw, key))["value"] == "2"
 
 
 # --- TTL and cleanup --------------------------------------------------------------------------------
@@ -224,7 +229,7 @@ async def test_ttl_sets_expiredate_and_expires_at(store, raw, new_key):
     key = new_key()
     before = time.time()
     await store.set(SetRequest(key, b"1", ttl=100))
-    expiredate = (await row(raw, key))["expiredate"]
+    expiredate = (await stored_row(raw, key))["expiredate"]
     assert before + 99 < expiredate.timestamp() <= time.time() + 101
     item = await store.get(GetRequest(key))
     assert item is not None and item.expires_at == pytest.approx(expiredate.timestamp())
@@ -235,7 +240,7 @@ async def test_write_without_positive_ttl_clears_expiry(store, raw, new_key, ttl
     key = new_key()
     await store.set(SetRequest(key, b"1", ttl=100))
     await store.set(SetRequest(key, b"2", ttl=ttl))
-    assert (await row(raw, key))["expiredate"] is None
+    assert (await stored_row(raw, key))["expiredate"] is None
     item = await store.get(GetRequest(key))
     assert item is not None and item.expires_at is None
 
@@ -257,7 +262,7 @@ async def test_expired_rows_are_invisible_and_count_as_absent(store, raw, new_ke
     assert item is not None and (item.value, item.expires_at) == (b'"new"', None)
     await insert_expired(raw, other)
     await store.transact(TransactionRequest([SetRequest(other, b"1", concurrency=Concurrency.FIRST_WRITE)]))
-    assert (await row(raw, other))["value"] == "1"
+    assert (await stored_row(raw, other))["value"] == "1"
 
 
 async def test_cleanup_task_deletes_expired_rows(raw, new_key):
@@ -300,7 +305,7 @@ async def test_transaction_applies_in_order(store, raw, new_key):
             ]
         )
     )
-    rows = [await row(raw, key) for key in (a, b, c)]
+    rows = [await stored_row(raw, key) for key in (a, b, c)]
     assert [r["value"] for r in rows] == ['"a2"', '"b2"', '"c2"']
     assert rows[0]["expiredate"] is not None
     assert len({r["xmin"] for r in rows}) == 1  # one database transaction
@@ -337,7 +342,7 @@ async def test_mismatching_transaction_changes_nothing(store, raw, new_key):
 async def test_earlier_operations_count_in_checks(store, raw, new_key, second):
     key = new_key()
     await store.set(SetRequest(key, b'"v"'))
-    before = await row(raw, key)
+    before = await stored_row(raw, key)
     etag = before["xmin"]
     second = replace(second, key=key, etag=etag if second.etag else None)
     with pytest.raises(ETagMismatch, match="earlier in the transaction"):
@@ -351,7 +356,7 @@ async def test_delete_then_first_write_in_one_transaction(store, raw, new_key):
     await store.transact(
         TransactionRequest([DeleteRequest(key), SetRequest(key, b'"w"', concurrency=Concurrency.FIRST_WRITE)])
     )
-    assert (await row(raw, key))["value"] == '"w"'
+    assert (await stored_row(raw, key))["value"] == '"w"'
 
 
 async def test_empty_transaction_is_a_no_op(store):

@@ -72,7 +72,9 @@ async def new_key(raw: aioredis.Redis) -> AsyncIterator[Callable[[], str]]:
 
 
 async def version(raw: aioredis.Redis, key: str) -> bytes | None:
-    return await raw.hget(key, "version")
+    found = await raw.hget(key, "version")
+    assert not isinstance(found, str)  # the raw client does not decode
+    return found
 
 
 # --- layout and etags -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -71,7 +72,7 @@ class Store:
     def claims(self, feature: str) -> bool:
         return feature in self.case.features
 
-    async def save(self, *items: dict[str, object], query: str = "") -> httpx.Response:
+    async def save(self, *items: dict[str, Any], query: str = "") -> httpx.Response:
         return await self.client.post(f"/v1.0/state/statestore{query}", content=orjson.dumps(list(items)))
 
     async def get(self, key: str) -> httpx.Response:
@@ -390,7 +391,7 @@ PEOPLE = [
 ]
 
 
-async def _query(store: Store, query: dict[str, object]) -> httpx.Response:
+async def _query(store: Store, query: dict[str, Any]) -> httpx.Response:
     return await store.client.post("/v1.0-alpha1/state/statestore/query", content=orjson.dumps(query))
 
 

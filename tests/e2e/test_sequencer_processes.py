@@ -165,7 +165,10 @@ async def stored_counter(setup: Setup, key: str) -> int:
         case _:
             fields = dict(part.split("=", 1) for part in require_postgres().split())
             connection = await asyncpg.connect(
-                **{k: v for k, v in fields.items() if k in ("host", "port", "user", "database")}
+                host=fields.get("host"),
+                port=fields.get("port"),
+                user=fields.get("user"),
+                database=fields.get("database"),
             )
             try:
                 return int(await connection.fetchval("SELECT value FROM e2e_sequencer WHERE key = $1", stored))

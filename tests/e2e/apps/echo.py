@@ -106,12 +106,11 @@ class EchoApp:
             return 200, headers, b"headers"
         if path == "/redirect":
             return 307, [(b"location", b"/echo")], b"moved"
-        headers = [[k.decode(), v.decode()] for k, v in scope["headers"]]
         record = {
             "method": method,
             "path": path,
             "query": scope["query_string"].decode(),
-            "headers": headers,
+            "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
             "body": body.decode(errors="replace"),
         }
         self.requests.append(record)

@@ -100,16 +100,11 @@ class Invoker:
         self._peers = HttpClient(connect_timeout=CONNECT_TIMEOUT, tls=self.security.client_tls)
         self._external: ExternalClient | None = None
 
-    async def start(self) -> None:
-        """Initialise the name resolver, which registers this sidecar when it serves an app."""
-        self.resolver.bind(self.instance)
-        await self.resolver.init()
-
     async def close(self) -> None:
+        """Close the clients; the name resolver is the domain runtime's to close."""
         try:
-            await self.resolver.close()
-        finally:
             await self._peers.aclose()
+        finally:
             if self._external is not None:
                 await self._external.aclose()
 

@@ -30,7 +30,6 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     """Counts the bytes of the request head being read; ``head_limit`` is set by ``bounded_protocol``."""
 
     head_limit = 4096 + GO_HEADER_SLACK
-    _reading_head = True
     _head_bytes = 0  # bytes of earlier reads that belong to the head being read
     _read_size = 0  # bytes of the read being parsed
     _refused = False
@@ -38,8 +37,9 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         self._read_size = len(data)
         super().data_received(data)
-        if not self._reading_head or self.transport.is_closing():
-            return
+        scope = self.scope
+        if scope is None or "method" in scope or self.transport.is_closing():
+            return  # no request begun, or its head is complete (uvicorn sets the method then)
         # A request began in this read and its head is still incomplete: the read is head bytes (and, for a
         # pipelined request, the end of the previous one, which can only refuse earlier).
         self._head_bytes += len(data)
@@ -49,7 +49,6 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def _refuse(self) -> None:
         self.logger.info("request head over %d bytes refused (431)", self.head_limit)
         self._refused = True
-        self._reading_head = False
         self.transport.write(_TOO_LARGE)
         self.transport.close()
 
@@ -57,12 +56,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if not self._refused:  # aborting the parse below makes uvicorn want to answer 400 too
             super().send_400_response(msg)
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._reading_head = True
-
     def on_headers_complete(self) -> None:
-        self._reading_head = False
         # The head fits in what was read for it; only when that is over the limit is it measured exactly.
         if self._head_bytes + self._read_size > self.head_limit and self._head_size() > self.head_limit:
             self._refuse()
@@ -73,10 +67,6 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def _head_size(self) -> int:
         """The request line and headers as they were on the wire (give or take optional whitespace)."""
         return len(self.url) + 16 + sum(len(name) + len(value) + 4 for name, value in self.headers)
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._reading_head = False  # until the next request's first byte
 
 
 class _HeadTooLarge(Exception):

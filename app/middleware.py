@@ -63,9 +63,11 @@ class FrontDoor:
                 await self._lifespan(receive, send)
             return
         raw_path: bytes | None = scope.get("raw_path")
-        path = clean(raw_path.decode("latin-1") if raw_path is not None else scope["path"])
+        encoded = raw_path.decode("latin-1") if raw_path is not None else scope["path"]
+        path = clean(encoded)
         scope["path"] = path  # uvicorn makes a scope per request: no copy needed
-        scope["raw_path"] = path.encode("latin-1")
+        if path is not encoded:
+            scope["raw_path"] = path.encode("latin-1")
         scope["app"] = self
         headers = scope["headers"]
         if self.token and not (scope["method"] == "GET" and path in _TOKEN_EXEMPT):
@@ -89,9 +91,9 @@ class FrontDoor:
             await self.runtime.wait_settled()
         if chunked:
             receive = self._limited(receive)
-        match = self.routes.match(scope["method"], path)
+        route, params = self.routes.match(scope["method"], path)
         try:
-            response = await match(Request(scope, receive))
+            response = await route.endpoint(Request(scope, receive), **params)
         except Exception as exc:
             response = render_error(exc, self.runtime.settings.app_id)
         await response(scope, receive, send)

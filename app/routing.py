@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from starlette.requests import Request
 from starlette.responses import Response
 
 from app.paths import unescape
@@ -93,9 +92,6 @@ class Match(NamedTuple):
 
     route: Route
     params: dict[str, str]
-
-    async def __call__(self, request: Request) -> Response:
-        return await self.route.endpoint(request, **self.params)
 
 
 class RouteTable:

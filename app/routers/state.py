@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +34,9 @@ def _item_metadata(item: GetResponse) -> dict[str, str]:
 
 
 @router.get("/v1.0/state/{store_name}/{key:path}")
-async def get_state(request: Request, store_name: str, key: str) -> Response:
-    return await read_state(runtime_of(request), store_name, key, request.scope["query_string"])
+def get_state(request: Request, store_name: str, key: str) -> Awaitable[Response]:
+    """``read_state``'s coroutine itself: the hottest route spares a frame."""
+    return read_state(runtime_of(request), store_name, key, request.scope["query_string"])
 
 
 async def read_state(runtime: Runtime, store_name: str, key: str, query: bytes) -> Response:

@@ -7,10 +7,12 @@ Shared here: reading a JSON body, and a protobuf-JSON one (Dapr's alpha APIs dec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from building_blocks import jsoncodec
 from building_blocks.errors import InvalidRequest
 
-__all__ = ("BAD_BODY", "json_document", "protobuf_object")
+__all__ = ("BAD_BODY", "json_document", "protobuf_object", "string_map")
 
 #: The prefix daprd puts before a protobuf-JSON decoding error.
 BAD_BODY = "failed deserializing HTTP body: "
@@ -35,3 +37,12 @@ def protobuf_object(body: bytes) -> dict[str, object]:
     if not isinstance(decoded, dict):
         raise InvalidRequest(f"{BAD_BODY}the body must be a JSON object")
     return decoded
+
+
+def string_map(value: object, where: str) -> Mapping[str, str]:
+    """A JSON object of strings (``None`` is empty); ``InvalidRequest`` naming ``where`` otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(text, str) for text in value.values()):
+        raise InvalidRequest(f"{where} must be an object of strings")
+    return dict(value)

@@ -8,12 +8,10 @@ block's rule.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from starlette.datastructures import QueryParams
 
 from app.http import metadata_from_query
-from app.wire import json_document
+from app.wire import json_document, string_map
 from building_blocks.configuration.base import DeleteRequest, GetRequest, SaveItem, SaveRequest, SubscribeRequest
 from building_blocks.errors import InvalidRequest
 
@@ -38,19 +36,6 @@ def delete(query: bytes) -> DeleteRequest:
     return DeleteRequest(_keys(query), metadata_from_query(query))
 
 
-def _string_map(value: object, where: str) -> Mapping[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"{where} must be an object of strings")
-    strings: dict[str, str] = {}
-    for name, text in value.items():
-        if not isinstance(text, str):
-            raise InvalidRequest(f"{where} must be an object of strings")
-        strings[name] = text
-    return strings
-
-
 def _item(item: object) -> SaveItem:
     if not isinstance(item, dict):
         raise InvalidRequest("each item must be an object")
@@ -59,7 +44,7 @@ def _item(item: object) -> SaveItem:
         raise InvalidRequest('"key" is a required field')
     if not isinstance(value, str):
         raise InvalidRequest(f'"value" of {key} must be a string')
-    return SaveItem(key, value, _string_map(item.get("metadata"), f'"metadata" of {key}'))
+    return SaveItem(key, value, string_map(item.get("metadata"), f'"metadata" of {key}'))
 
 
 def save(body: bytes, query: bytes) -> SaveRequest:
@@ -70,5 +55,5 @@ def save(body: bytes, query: bytes) -> SaveRequest:
     if not isinstance(items, list):
         raise InvalidRequest('"items" must be a non-empty list')
     parsed = [_item(item) for item in items]
-    metadata = {**_string_map(document.get("metadata"), '"metadata"'), **metadata_from_query(query)}
+    metadata = {**string_map(document.get("metadata"), '"metadata"'), **metadata_from_query(query)}
     return SaveRequest(parsed, metadata)

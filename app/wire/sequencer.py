@@ -8,9 +8,7 @@ empty and the size positive are the block's rules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from app.wire import BAD_BODY, protobuf_object
+from app.wire import BAD_BODY, protobuf_object, string_map
 from building_blocks.errors import InvalidRequest
 from building_blocks.sequencer.base import Increment, NextIdRequest, SegmentRequest
 
@@ -22,19 +20,6 @@ _INCREMENTS: dict[object, Increment] = {
     0: Increment.WEAK,
     1: Increment.STRONG,
 }
-
-
-def _metadata(value: object) -> Mapping[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"{BAD_BODY}metadata must be an object of strings")
-    metadata: dict[str, str] = {}
-    for name, text in value.items():
-        if not isinstance(text, str):
-            raise InvalidRequest(f"{BAD_BODY}metadata must be an object of strings")
-        metadata[name] = text
-    return metadata
 
 
 def _increment(value: object) -> Increment:
@@ -64,7 +49,7 @@ def request(body: bytes, store: str) -> NextIdRequest | SegmentRequest:
     options = fields.get("options")
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest(f"{BAD_BODY}options must be an object")
-    metadata = _metadata(fields.get("metadata"))
+    metadata = string_map(fields.get("metadata"), f"{BAD_BODY}metadata")
     increment = _increment((options or {}).get("increment"))
     if "size" in fields:
         return SegmentRequest(key or "", _size(fields["size"], store), metadata)

@@ -94,7 +94,8 @@ def observe_once(base_url: str, hostile: Callable[[httpx.Client], None]) -> Obse
     finally:
         prober.terminate()
         output, _ = prober.communicate(timeout=30)
-    seen.probes = [(float(sent), float(answered)) for sent, answered in (line.split() for line in output.splitlines())]
+    lines = (line.split() for line in output.splitlines())
+    seen.probes = [(float(parts[0]), float(parts[1])) for parts in lines if len(parts) == 2]  # the last may be cut
     return seen
 
 

@@ -95,7 +95,8 @@ def observe_once(base_url: str, hostile: Callable[[httpx.Client], None]) -> Obse
         prober.terminate()
         output, _ = prober.communicate(timeout=30)
     lines = (line.split() for line in output.splitlines())
-    seen.probes = [(float(parts[0]), float(parts[1])) for parts in lines if len(parts) == 2]  # the last may be cut
+    pairs = [(float(parts[0]), float(parts[1])) for parts in lines if len(parts) == 2]  # the last may be cut
+    seen.probes = [(sent, answered) for sent, answered in pairs if answered >= sent]
     return seen
 
 

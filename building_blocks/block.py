@@ -1,11 +1,13 @@
 """What every building block shares: one entry per component, Dapr's lookup errors, and ``operation``, the one
-wrapper around every component call (where resiliency policies, metrics and tracing will apply)."""
+wrapper around every component call, where resiliency policies, metrics and tracing apply as ``Layer``s."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, ClassVar, Generic, NoReturn, TypeVar, TypeVarTuple, cast
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, ClassVar, Generic, NoReturn, Protocol, TypeVar, TypeVarTuple, cast
 
 from building_blocks.component import Component, ComponentContext
 from building_blocks.errors import (
@@ -18,7 +20,7 @@ from building_blocks.errors import (
 )
 from building_blocks.keyprefix import KeyPrefixer
 
-__all__ = ("Block", "Entry")
+__all__ = ("Block", "ComponentCall", "Entry", "Layer", "LayerOrder")
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,39 @@ Ts = TypeVarTuple("Ts")
 _PASS_THROUGH = (*CLIENT_MISTAKES, OperationFailed)
 #: The prefixer of blocks whose keys are not prefixed (``Block.prefixes_keys`` is false).
 _NO_PREFIX = KeyPrefixer("none", "", ComponentContext())
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentCall:
+    """What a layer is told about one component call: which block, component, operation and item."""
+
+    block: Block[Any, Any]
+    operation: Operation
+    store: str
+    key: str
+
+
+class Layer(Protocol):
+    """Something applied around every component call of a block: a resiliency policy, metrics, tracing.
+
+    ``proceed()`` runs the next layer (in the end, the component call itself); a layer may call it again
+    (retries) or not at all (an open circuit breaker). It sees the component's raw exceptions; what the
+    client is told is decided once, outside every layer, by ``Block.fail``. ``order`` places it: lower runs
+    further out (see ``LayerOrder``)."""
+
+    order: int
+
+    def __call__(self, call: ComponentCall, proceed: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
+
+
+class LayerOrder:
+    """Where each kind of layer sits, outermost first: a span covers the whole call, metrics time what the
+    client waits for (retries included, as Dapr records component latency around its policy runner), and
+    resiliency (retry around circuit breaker around timeout) is closest to the component."""
+
+    TRACING = 10
+    METRICS = 20
+    RESILIENCY = 30
 
 
 class Entry(Generic[C, S]):
@@ -81,6 +116,12 @@ class Block(Generic[C, S]):
         self.context = context
         self.entries: dict[str, Entry[C, S]] = {}
         self.components: Mapping[str, C] = _Components(self.entries)
+        #: Applied around every component call, outermost first; empty (the default) costs nothing.
+        self.layers: tuple[Layer, ...] = ()
+
+    def add_layer(self, layer: Layer) -> None:
+        """Apply ``layer`` around every later component call of this block, in ``layer.order``."""
+        self.layers = tuple(sorted((*self.layers, layer), key=lambda known: known.order))
 
     def add(self, component: C, where: str) -> None:
         """Register a constructed (not yet initialised) component; raise ``SpecError`` for bad settings."""
@@ -114,11 +155,20 @@ class Block(Generic[C, S]):
         """``call(*args)`` on component ``store`` (for item ``key``), its failures reported per ``fail``.
 
         The call is a function and its arguments, not a closure or a coroutine: nothing is allocated beyond
-        the call itself, and a policy can call it again (retries)."""
+        the call itself, and a policy can call it again (retries). With layers, they run around it."""
         try:
+            if self.layers:
+                return await self.layered(ComponentCall(self, operation, store, key), call, *args)
             return await call(*args)
         except Exception as exc:
             self.fail(operation, store, key, exc)
+
+    def layered(self, described: ComponentCall, call: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> Awaitable[T]:
+        """``call(*args)`` inside every layer (the caller applies ``fail`` to what comes out)."""
+        proceed: Callable[[], Awaitable[T]] = partial(call, *args)
+        for layer in reversed(self.layers):
+            proceed = partial(layer, described, proceed)
+        return proceed()
 
     def fail(self, operation: Operation, store: str, key: str, exc: Exception) -> NoReturn:
         """Raise what the client is told about ``exc``, raised by ``operation`` on ``store``: the one rule.
@@ -132,7 +182,7 @@ class Block(Generic[C, S]):
 
         ``operation`` applies it; so do the two hot paths that call their component inline (state get,
         publish: ``except Exception as exc: self.fail(...)``), since ``operation`` costs them a coroutine and a
-        bound method per call (~0.1 µs); a policy wrapping every call must wrap those two as well."""
+        bound method per call (~0.1 µs); when the block has layers, those two go through ``operation``."""
         if isinstance(exc, _PASS_THROUGH):
             raise exc
         if not isinstance(exc, LayottoError):

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from building_blocks.block import Block
+from building_blocks.block import Block, Layer
 from building_blocks.component import Component, ComponentContext, Metadata
 from building_blocks.configuration.block import ConfigurationBlock
 from building_blocks.errors import LayottoError, SpecError
@@ -124,6 +124,11 @@ class Runtime:
         if self._resolver is None:
             raise RuntimeError("the runtime is not prepared")
         return self._resolver
+
+    def add_layer(self, layer: Layer) -> None:
+        """Apply ``layer`` (resiliency, metrics, tracing) around every component call of every block."""
+        for block in self.blocks.values():
+            block.add_layer(layer)
 
     async def wait_ready(self) -> None:
         await self._ready.wait()

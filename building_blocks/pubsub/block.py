@@ -219,8 +219,11 @@ class PubSubBlock(Block[PubSub, _Settings]):
         """Publish one message as Dapr does (envelope unless raw); errors are the block's domain errors."""
         pubsub = self._publishable(name, topic)
         data = self._envelope(pubsub, topic, body, content_type, metadata, trace)
+        request = PublishRequest(topic, data, metadata, content_type)
+        if self.layers:
+            return await self.operation(Operation.PUBSUB_PUBLISH, name, topic, pubsub.publish, request)
         try:  # the hot path: inline, under the one rule (Block.fail)
-            await pubsub.publish(PublishRequest(topic, data, metadata, content_type))
+            await pubsub.publish(request)
         except Exception as exc:
             self.fail(Operation.PUBSUB_PUBLISH, name, topic, exc)
 

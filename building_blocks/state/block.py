@@ -217,6 +217,8 @@ class StateBlock(Block[StateStore, None]):
     ) -> GetResponse | None:
         entry = self.entry(name)
         request = GetRequest(self._key(entry, key), metadata, _read_consistency(consistency))
+        if self.layers:
+            return await self.operation(Operation.STATE_GET, name, key, entry.component.get, request)
         try:  # the hot path: inline, under the one rule (Block.fail)
             return await entry.component.get(request)
         except Exception as exc:

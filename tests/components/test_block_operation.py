@@ -4,12 +4,13 @@ is ``OperationFailed`` with the operation, store and key, and a failure that is 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from app.errors import _RENDERERS, render_error
-from building_blocks.block import Block
+from building_blocks.block import Block, ComponentCall, LayerOrder
 from building_blocks.component import Component, ComponentContext, Metadata
 from building_blocks.errors import (
     CLIENT_MISTAKES,
@@ -196,3 +197,68 @@ def test_the_samples_cover_every_domain_error_of_the_table() -> None:
 def test_client_mistakes_are_exactly_the_errors_answered_with_a_4xx(error: LayottoError) -> None:
     status = render_error(error, "app").status_code
     assert isinstance(error, CLIENT_MISTAKES) == (400 <= status < 500), status
+
+
+# -- layers: what resiliency, metrics and tracing wrap every component call with ----------------------------
+
+
+class _Recorder:
+    """A layer that records what it sees and can retry once."""
+
+    def __init__(self, order: int, seen: list[str], retries: int = 0) -> None:
+        self.order = order
+        self.seen = seen
+        self.retries = retries
+
+    async def __call__(self, call: ComponentCall, proceed: Callable[[], Awaitable[Any]]) -> Any:
+        self.seen.append(f"{self.order}:{call.operation}:{call.store}:{call.key}")
+        for _ in range(self.retries):
+            try:
+                return await proceed()
+            except ComponentError:
+                self.seen.append(f"{self.order}:retry")
+        return await proceed()
+
+
+async def test_layers_run_outermost_first_around_every_call() -> None:
+    seen: list[str] = []
+    attempts: list[int] = []
+
+    async def flaky(value: int) -> int:
+        attempts.append(value)
+        if len(attempts) == 1:
+            raise ComponentError("down once")
+        return value
+
+    block = _Block(ComponentContext())
+    block.add_layer(_Recorder(LayerOrder.RESILIENCY, seen, retries=1))
+    block.add_layer(_Recorder(LayerOrder.TRACING, seen))
+    assert await block.operation(Operation.STATE_SAVE, "store", "k", flaky, 7) == 7
+    assert attempts == [7, 7]  # the layer called the component again with the same arguments
+    assert seen == ["10:state.save:store:k", "30:state.save:store:k", "30:retry"]
+
+
+async def test_a_failure_through_layers_is_still_reported_by_the_one_rule() -> None:
+    seen: list[str] = []
+    block = _Block(ComponentContext())
+    block.add_layer(_Recorder(LayerOrder.METRICS, seen))
+    with pytest.raises(OperationFailed) as raised:
+        await block.operation(Operation.STATE_SAVE, "store", "k", _raise, ComponentError("down"))
+    assert raised.value.store == "store" and seen == ["20:state.save:store:k"]
+    with pytest.raises(InvalidRequest):
+        await block.operation(Operation.STATE_SAVE, "store", "k", _raise, InvalidRequest("bad"))
+
+
+async def test_the_inline_hot_paths_go_through_layers_when_there_are_some() -> None:
+    seen: list[str] = []
+    state = StateBlock(ComponentContext(app_id="app"))
+    state.add(InMemoryStateStore("s", Metadata({})), "test")
+    await state.components["s"].init()
+    state.add_layer(_Recorder(LayerOrder.METRICS, seen))
+    assert await state.get("s", "missing") is None
+    pubsub = PubSubBlock(ComponentContext(app_id="app"))
+    pubsub.add(InMemoryPubSub("p", Metadata({})), "test")
+    await pubsub.components["p"].init()
+    pubsub.add_layer(_Recorder(LayerOrder.METRICS, seen))
+    await pubsub.publish("p", "t", b"{}", "application/json", {}, {})
+    assert seen == ["20:state.get:s:missing", "20:pubsub.publish:p:t"]

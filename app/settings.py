@@ -61,6 +61,26 @@ class Settings:
     internal_tls_cert_file: Path | None = None
     internal_tls_key_file: Path | None = None
     internal_tls_ca_file: Path | None = None
+    #: Dapr's ``--config``: a ``kind: Configuration`` file (tracing, metrics, features...).
+    config_file: Path | None = None
+    #: Dapr's gRPC API port (``--dapr-grpc-port`` / ``DAPR_GRPC_PORT``).
+    grpc_port: int = 50001
+    #: Metrics: Prometheus exporter port (``--metrics-port`` / ``DAPR_METRICS_PORT``) and switch.
+    metrics_port: int = 9090
+    enable_metrics: bool = True
+    #: Logging: one line per API call (``--enable-api-logging``), JSON log lines (``--log-as-json``).
+    enable_api_logging: bool = False
+    log_as_json: bool = False
+    #: Most requests delivered to the app at once (``--app-max-concurrency``); -1 = unlimited, as in Dapr.
+    app_max_concurrency: int = -1
+    #: Folder of the Unix domain sockets of the API (``--unix-domain-socket``); None = TCP only.
+    unix_domain_socket: Path | None = None
+    #: Profiling endpoint (``--enable-profiling``, ``--profile-port``).
+    enable_profiling: bool = False
+    profile_port: int = 7777
+    #: Control-plane addresses of Dapr's actor placement and job scheduler services.
+    placement_host_address: str = ""
+    scheduler_host_address: str = ""
     #: The environment as the sidecar saw it at start, for ``envRef`` and child processes.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -79,6 +99,8 @@ class Settings:
             "app_api_token": env.get("APP_API_TOKEN", ""),
             "host_address": env.get("DAPR_HOST_IP", ""),
             "internal_port": _int(env.get("DAPR_INTERNAL_GRPC_PORT")) or 0,
+            "grpc_port": _int(env.get("DAPR_GRPC_PORT")) or 50001,
+            "metrics_port": _int(env.get("DAPR_METRICS_PORT")) or 9090,
             "internal_token": env.get("LAYOTTO_INTERNAL_TOKEN", ""),
             "internal_token_file": _path(env.get("LAYOTTO_INTERNAL_TOKEN_FILE")),
             "internal_tls_cert_file": _path(env.get("LAYOTTO_INTERNAL_TLS_CERT_FILE")),

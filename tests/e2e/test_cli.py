@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -227,3 +228,120 @@ def test_two_sidecar_processes_share_the_sqlite_file_without_lost_updates(tmp_pa
     finally:
         for sidecar in sidecars:
             stop(sidecar)
+
+
+# ---- `dapr run` flag parity --------------------------------------------------------------------------------
+
+DAPR_RUN_FLAGS = [
+    ["--app-id", "a"],
+    ["-a", "a"],
+    ["--app-port", "1"],
+    ["-p", "1"],
+    ["--app-protocol", "http"],
+    ["-P", "http"],
+    ["--app-max-concurrency", "2"],
+    ["--app-ssl"],
+    ["--dapr-http-port", "1"],
+    ["-H", "1"],
+    ["--dapr-grpc-port", "1"],
+    ["-G", "1"],
+    ["--dapr-internal-grpc-port", "1"],
+    ["-I", "1"],
+    ["--dapr-listen-addresses", "0.0.0.0"],
+    ["--unix-domain-socket", "/tmp"],
+    ["-u", "/tmp"],
+    ["--resources-path", "x"],
+    ["--components-path", "x"],
+    ["-d", "x"],
+    ["--config", "c.yaml"],
+    ["-c", "c.yaml"],
+    ["--run-file", "dapr.yaml"],
+    ["-f", "dapr.yaml"],
+    ["--log-level", "fatal"],
+    ["--log-as-json"],
+    ["--enable-api-logging"],
+    ["--metrics-port", "1"],
+    ["-M", "1"],
+    ["--enable-metrics=false"],
+    ["--enable-profiling"],
+    ["--profile-port", "1"],
+    ["--placement-host-address", "x:1"],
+    ["--scheduler-host-address", "x:1"],
+    ["--kubernetes"],
+    ["-k"],
+    ["--image", "x"],
+    ["--max-body-size", "1Mi"],
+    ["--dapr-http-max-request-size", "1"],
+    ["--read-buffer-size", "1Ki"],
+    ["--dapr-http-read-buffer-size", "1"],
+    ["--dapr-graceful-shutdown-seconds", "1"],
+    ["--enable-app-health-check"],
+    ["--app-health-check-path", "/h"],
+    ["--app-health-probe-interval", "1"],
+    ["--app-health-probe-timeout", "1"],
+    ["--app-health-threshold", "1"],
+]
+
+
+@pytest.mark.parametrize("flag", DAPR_RUN_FLAGS, ids=lambda flag: " ".join(flag))
+def test_every_dapr_run_flag_parses(flag: list[str]) -> None:
+    from app.cli import _parser, settings_from
+
+    args = _parser().parse_args(["run", *flag, "python", "app.py"])
+    assert args.command == ["python", "app.py"]  # a switch never swallows the app command
+    settings_from(args)
+
+
+def test_flags_reach_settings() -> None:
+    from app.cli import _parser, settings_from
+
+    argv = "run -c cfg.yaml -M 9191 --enable-metrics=false --enable-api-logging --log-as-json -G 50009 -H 3999"
+    argv += " --app-max-concurrency 4 --dapr-http-max-request-size 2 --log-level fatal -d a -d b"
+    settings = settings_from(_parser().parse_args(argv.split()))
+    assert settings.config_file == Path("cfg.yaml")
+    assert (settings.metrics_port, settings.enable_metrics, settings.enable_api_logging) == (9191, False, True)
+    assert (settings.log_as_json, settings.grpc_port, settings.http_port) == (True, 50009, 3999)
+    assert (settings.app_max_concurrency, settings.max_body_size) == (4, 2 << 20)
+    assert settings.log_level == "critical" and settings.resources_paths == (Path("a"), Path("b"))
+
+
+def test_defaults_come_from_daprs_environment_variables() -> None:
+    settings = Settings.from_environment({"DAPR_GRPC_PORT": "50101", "DAPR_METRICS_PORT": "9191"})
+    assert (settings.grpc_port, settings.metrics_port) == (50101, 9191)
+    defaults = Settings.from_environment({})
+    assert (defaults.grpc_port, defaults.metrics_port, defaults.app_max_concurrency) == (50001, 9090, -1)
+    assert defaults.config_file is None and defaults.enable_metrics and not defaults.log_as_json
+
+
+def _run_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(subparsers.choices["run"]._actions)
+
+
+def test_not_honoured_flags_are_refused_only_when_given() -> None:
+    from app.cli import NOT_HONOURED, _parser, not_honoured
+
+    parser = _parser()
+    assert not_honoured(parser.parse_args(["run", "-a", "x", "-P", "http", "--enable-metrics=false"])) is None
+    for key in NOT_HONOURED:
+        flag, _, value = key.partition(" ")
+        action = next(a for a in _run_actions(parser) if flag in a.option_strings)
+        argv = [flag] if action.const is True else [flag, value or "1"]
+        assert not_honoured(parser.parse_args(["run", *argv])) == f"{key} {NOT_HONOURED[key]}"
+
+
+def test_a_not_honoured_flag_stops_with_one_line() -> None:
+    from app.cli import NOT_HONOURED
+
+    if "--metrics-port" not in NOT_HONOURED:
+        pytest.skip("--metrics-port is honoured now")
+    process = layotto("--app-id", "x", "--metrics-port", "9191", "--dapr-http-port", str(free_port()))
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert stderr.strip().splitlines() == ["layotto: --metrics-port is not supported yet"]
+
+
+def test_unknown_flag_is_still_an_argparse_error() -> None:
+    process = layotto("--no-such-flag")
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2 and "unrecognized arguments: --no-such-flag" in stderr

@@ -1,0 +1,189 @@
+"""The server side of ``layotto run``: binds the ports, prepares the runtime, serves, runs the app command.
+
+Imported by ``app.cli`` only when a sidecar starts, so ``--help``, ``--version``, ``list`` and ``stop`` never
+load the server stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import replace
+
+import uvicorn
+
+from app import instances
+from app.http_server import bounded_protocol
+from app.invocation.hop_server import bind_internal, internal_config
+from app.main import create_app
+from app.runtime import Runtime
+from app.settings import Settings
+from building_blocks.errors import SpecError
+
+__all__ = ("FORCE_SHUTDOWN_DELAY", "app_environment", "run")
+
+log = logging.getLogger("layotto")
+FORCE_SHUTDOWN_DELAY = 0.1
+
+
+def app_environment(settings: Settings) -> dict[str, str]:
+    """The app command's environment: the sidecar's, with the variables ``dapr run`` sets."""
+    env = dict(settings.environ)
+    env.pop("LAYOTTO_INTERNAL_TOKEN", None)  # the hop secret is the sidecars', never the app's
+    env.update(
+        APP_ID=settings.app_id,
+        APP_CHANNEL_ADDRESS=settings.app_channel_address,
+        APP_PROTOCOL=settings.app_protocol,
+        DAPR_HTTP_PORT=str(settings.http_port),
+    )
+    if settings.app_port:
+        env["APP_PORT"] = str(settings.app_port)
+    return env
+
+
+def _cannot_listen(what: str, host: str, port: int, exc: OSError) -> int:
+    reason = (exc.strerror or str(exc)).lower()
+    print(f"layotto: cannot listen on {host}:{port} ({what}): {reason}", file=sys.stderr)
+    return 1
+
+
+def _bind_api(settings: Settings) -> socket.socket:
+    """The API's socket, bound before anything starts, so a taken port is one line and nothing else runs."""
+    host = settings.listen_address.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, settings.http_port), family=family, backlog=2048)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with signals left to ``_serve`` (which may forward them to the app)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def _serve(settings: Settings, command: Sequence[str]) -> int:
+    try:
+        api_socket = _bind_api(settings)
+    except OSError as exc:
+        return _cannot_listen("HTTP API", settings.listen_address, settings.http_port, exc)
+    try:
+        internal_socket = bind_internal(settings)
+    except OSError as exc:
+        api_socket.close()
+        return _cannot_listen("internal port", settings.listen_address, settings.internal_port, exc)
+    settings = replace(settings, internal_port=internal_socket.getsockname()[1])  # advertised as bound
+    runtime = Runtime(settings)
+    try:
+        await runtime.prepare()
+    except SpecError as exc:
+        print(f"layotto: {exc}", file=sys.stderr)
+        await runtime.close()
+        internal_socket.close()
+        api_socket.close()
+        return 1
+    config = uvicorn.Config(
+        create_app(settings, runtime),
+        host=settings.listen_address,
+        port=settings.http_port,
+        http=bounded_protocol(settings.read_buffer_size),
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
+        log_config=None,
+        proxy_headers=False,  # a sidecar on loopback has no proxy in front; the check costs on every request
+        server_header=False,
+        timeout_keep_alive=600,  # daprd never closes idle connections; closing one races a client reusing it
+    )
+    server = _Server(config)
+    internal = _Server(internal_config(settings, runtime))
+    exit_code = 0
+    child: asyncio.subprocess.Process | None = None
+    loop = asyncio.get_running_loop()
+
+    def stop(code: int) -> None:
+        nonlocal exit_code
+        exit_code = exit_code or code
+        server.should_exit = internal.should_exit = True
+
+    def on_signal(signum: int) -> None:
+        if child is not None and child.returncode is None:
+            child.send_signal(signum)  # the app decides; the sidecar stops when it exits
+        else:
+            stop(0)
+
+    def on_shutdown_request(force: bool) -> None:
+        if force:
+            loop.call_later(FORCE_SHUTDOWN_DELAY, os._exit, 1)
+        if child is not None and child.returncode is None:
+            child.terminate()
+        stop(0)
+
+    runtime.on_failure = lambda reason: stop(1)
+    runtime.shutdown_handler = on_shutdown_request
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    async def watch_child(process: asyncio.subprocess.Process) -> None:
+        nonlocal exit_code
+        code = await process.wait()
+        log.info("app command exited with code %d", code)
+        exit_code = code if code >= 0 else 128 - code
+        server.should_exit = internal.should_exit = True
+
+    watcher: asyncio.Task[None] | None = None
+    if command:
+        try:
+            child = await asyncio.create_subprocess_exec(*command, env=app_environment(settings))
+        except OSError as exc:
+            print(f"layotto: cannot start {command[0]}: {exc.strerror}", file=sys.stderr)
+            await runtime.close()
+            internal_socket.close()
+            api_socket.close()
+            return 127
+        runtime.extended.update(appPID=str(child.pid), appCommand=" ".join(command))
+        watcher = asyncio.create_task(watch_child(child))
+    runtime.extended["cliPID"] = str(os.getpid())
+    hop = asyncio.create_task(internal.serve(sockets=[internal_socket]))
+    hop.add_done_callback(lambda _: None if server.should_exit else stop(1))  # the hop's listener failed
+    record = instances.register(settings, command, child.pid if child is not None else None)
+    try:
+        await server.serve(sockets=[api_socket])
+    finally:
+        record.unlink(missing_ok=True)
+        internal.should_exit = True
+        await hop
+        if child is not None and child.returncode is None:
+            child.terminate()
+            try:
+                await asyncio.wait_for(child.wait(), settings.graceful_shutdown_seconds)
+            except TimeoutError:
+                child.kill()
+        if watcher is not None:
+            await watcher
+    if not (server.started and internal.started) and not exit_code:
+        exit_code = 1  # a listener failed after binding; uvicorn has said why
+    return exit_code
+
+
+def run(settings: Settings, command: Sequence[str]) -> int:
+    """Serve until stopped (or until the app command exits); the process's exit code."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    loop_factory: Callable[[], asyncio.AbstractEventLoop]
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but not on every platform
+        loop_factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(_serve(settings, command))

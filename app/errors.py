@@ -1,15 +1,20 @@
-"""The one table from errors to Dapr's wire: error code, HTTP status and body.
+"""The one table from errors to Dapr's wire: error code, message, details, HTTP status and gRPC status.
 
-Two body formats coexist in Dapr, and both are produced here:
-* legacy ``{"errorCode": "...", "message": "..."}``;
+Each entry describes an error once (``WireError``); each front renders that: the HTTP front as a body
+(``render_error``), the gRPC front as a status with the same details (``app.grpc.status``). Two body formats
+coexist in Dapr, and both are produced here:
+* legacy ``{"errorCode": "...", "message": "..."}`` (over gRPC: code and message only);
 * rich, with ``details`` (google.rpc ErrorInfo / ResourceInfo / BadRequest / Help), for the errors Dapr
-  builds with its newer error kit (state store lookup, illegal keys, query, transaction support).
+  builds with its newer error kit (state store lookup, illegal keys, query, transaction support); over gRPC
+  the same details travel in ``grpc-status-details-bin``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 import orjson
@@ -39,7 +44,7 @@ from building_blocks.errors import (
     UnsupportedOperation,
 )
 
-__all__ = ("ApiError", "error_response", "render_error")
+__all__ = ("ApiError", "GrpcCode", "WireError", "describe_error", "error_response", "render_error")
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +55,81 @@ HELP = "type.googleapis.com/google.rpc.Help"
 STATE_STORES_DOCS = "https://docs.dapr.io/reference/components-reference/supported-state-stores/"
 
 
-class ApiError(Exception):
-    """An error that exists only at the HTTP layer (health, routing, auth), already in Dapr's terms."""
+class GrpcCode(IntEnum):
+    """gRPC's status codes (``grpc.StatusCode`` by number), so the table needs no gRPC import."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+#: The gRPC code of an HTTP status where an entry names none (Dapr's errors pair them this way).
+_GRPC_OF_HTTP = {
+    400: GrpcCode.INVALID_ARGUMENT,
+    401: GrpcCode.UNAUTHENTICATED,
+    403: GrpcCode.PERMISSION_DENIED,
+    404: GrpcCode.NOT_FOUND,
+    409: GrpcCode.ABORTED,
+    413: GrpcCode.RESOURCE_EXHAUSTED,
+    429: GrpcCode.RESOURCE_EXHAUSTED,
+    501: GrpcCode.UNIMPLEMENTED,
+    503: GrpcCode.UNAVAILABLE,
+    504: GrpcCode.DEADLINE_EXCEEDED,
+}
+
+
+def grpc_code_of(status: int) -> GrpcCode:
+    return _GRPC_OF_HTTP.get(status, GrpcCode.INTERNAL)
+
+
+@dataclass(frozen=True, slots=True)
+class WireError:
+    """One error in Dapr's terms, for either front. ``body``/``headers`` replace the error body where Dapr
+    answers with a body of its own (bulk publish, unsubscribe); ``reason`` is the ErrorInfo reason daprd
+    attaches over gRPC to an error that has no details over HTTP ("" = none)."""
+
+    status: int
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+    grpc: GrpcCode | None = None
+    reason: str = ""
+    body: bytes | None = None
+    headers: dict[str, str] | None = None
+
+    @property
+    def grpc_code(self) -> GrpcCode:
+        return self.grpc if self.grpc is not None else grpc_code_of(self.status)
+
+    def response(self) -> Response:
+        if self.body is not None:
+            return Response(self.body, self.status, self.headers, media_type="application/json")
+        return error_response(self.status, self.code, self.message, self.details)
+
+
+class ApiError(Exception):
+    """An error that exists only at a front (health, routing, auth), already in Dapr's terms."""
+
+    def __init__(self, status: int, code: str, message: str, grpc: GrpcCode | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.grpc = grpc
 
 
 def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
@@ -133,7 +205,15 @@ _OPERATION_CODES: dict[Operation, tuple[str, Callable[[OperationFailed], str]]] 
 _ETAG_STATUS_OPERATIONS = (Operation.STATE_SAVE, Operation.STATE_DELETE)
 
 
-def _operation_failed(error: OperationFailed, app_id: str) -> Response:
+#: Configuration failures daprd reports over gRPC with an ErrorInfo whose reason is the error code.
+_REASONED_OPERATIONS = frozenset(
+    {Operation.CONFIGURATION_GET, Operation.CONFIGURATION_SUBSCRIBE, Operation.CONFIGURATION_SAVE}
+    | {Operation.CONFIGURATION_DELETE, Operation.STATE_GET, Operation.STATE_BULK_GET, Operation.STATE_TRANSACTION}
+    | set(_ETAG_STATUS_OPERATIONS)
+)
+
+
+def _operation_failed(error: OperationFailed, app_id: str) -> WireError:
     if error.operation is Operation.PUBSUB_PUBLISH:
         text = f"error when publishing to topic {error.key} in pubsub {error.store}: {error.cause}"
         metadata = {"topic": error.key, "error": str(error.cause)}
@@ -143,7 +223,7 @@ def _operation_failed(error: OperationFailed, app_id: str) -> Response:
     # Dapr reports an option its store refuses as a store failure (500); it is the client's mistake: 400.
     status = 400 if isinstance(error.cause, InvalidOption) else 500
     if error.operation is Operation.STATE_QUERY:
-        return error_response(
+        return WireError(
             status,
             "ERR_STATE_QUERY",
             f"state store {error.store} query failed: {error.cause}",
@@ -153,8 +233,9 @@ def _operation_failed(error: OperationFailed, app_id: str) -> Response:
         text = f"failed to unsubscribe to configuration request {error.key}: {error.cause}"
         unknown = isinstance(error.cause, NotFoundInStore)  # daprd: 500; an id never given out is the client's
         body = orjson.dumps({"ok": False, "message": text})
-        return Response(body, 400 if unknown else 500, media_type="application/json")
+        return WireError(400 if unknown else 500, "ERR_CONFIGURATION_UNSUBSCRIBE", text, body=body)
     code, message = _OPERATION_CODES[error.operation]
+    reason = code if error.operation in _REASONED_OPERATIONS else ""
     if error.operation in _ETAG_STATUS_OPERATIONS:
         cause = error.cause
         if isinstance(cause, BulkError):
@@ -162,16 +243,19 @@ def _operation_failed(error: OperationFailed, app_id: str) -> Response:
         prefix = message(OperationFailed(error.operation, error.store, Exception(""), error.key))
         if isinstance(cause, ETagMismatch):
             detail = f"possible etag mismatch. error from state store: {error.cause}"
-            return error_response(409, code, prefix + detail)
+            return WireError(409, code, prefix + detail, grpc=GrpcCode.ABORTED, reason=reason)
         if isinstance(cause, ETagInvalid):
-            return error_response(400, code, f"{prefix}invalid etag value: {error.cause}")
-    return error_response(status, code, message(error))
+            return WireError(400, code, f"{prefix}invalid etag value: {error.cause}", reason=reason)
+    # daprd answers a failed configuration subscription with InvalidArgument over gRPC
+    grpc = GrpcCode.INVALID_ARGUMENT if error.operation is Operation.CONFIGURATION_SUBSCRIBE else None
+    return WireError(status, code, message(error), grpc=grpc, reason=reason)
 
 
 # -- everything else ----------------------------------------------------------------------------------------
 
 
 # Component lookup failures by block kind: (status, code, message template, ErrorInfo reason or "" for legacy).
+# Over gRPC, "not configured" is FailedPrecondition and "not found" InvalidArgument, whatever the HTTP status.
 _NOT_CONFIGURED: dict[str, tuple[int, str, str, str]] = {
     "state store": (
         500,
@@ -201,24 +285,28 @@ _NOT_FOUND: dict[str, tuple[int, str, str, str]] = {
 
 
 def _lookup_failure(
-    table: dict[str, tuple[int, str, str, str]], error: ComponentNotConfigured | ComponentNotFound, app_id: str
-) -> Response:
+    table: dict[str, tuple[int, str, str, str]],
+    error: ComponentNotConfigured | ComponentNotFound,
+    app_id: str,
+    grpc: GrpcCode,
+) -> WireError:
     status, code, template, reason = table[error.block]
     details = [_error_info(reason, {"appID": app_id})] if reason else None
-    return error_response(status, code, template.format(name=error.name), details)
+    grpc_reason = code if error.block == "configuration store" else ""
+    return WireError(status, code, template.format(name=error.name), details, grpc, grpc_reason)
 
 
-def _not_configured(error: ComponentNotConfigured, app_id: str) -> Response:
-    return _lookup_failure(_NOT_CONFIGURED, error, app_id)
+def _not_configured(error: ComponentNotConfigured, app_id: str) -> WireError:
+    return _lookup_failure(_NOT_CONFIGURED, error, app_id, GrpcCode.FAILED_PRECONDITION)
 
 
-def _not_found(error: ComponentNotFound, app_id: str) -> Response:
-    return _lookup_failure(_NOT_FOUND, error, app_id)
+def _not_found(error: ComponentNotFound, app_id: str) -> WireError:
+    return _lookup_failure(_NOT_FOUND, error, app_id, GrpcCode.INVALID_ARGUMENT)
 
 
-def _illegal_key(error: IllegalKey, app_id: str) -> Response:
+def _illegal_key(error: IllegalKey, app_id: str) -> WireError:
     message = f"api error: code = InvalidArgument desc = {error}"
-    return error_response(
+    return WireError(
         400,
         "ERR_MALFORMED_REQUEST",
         message,
@@ -230,9 +318,9 @@ def _illegal_key(error: IllegalKey, app_id: str) -> Response:
     )
 
 
-def _too_many(error: TooManyOperations, app_id: str) -> Response:
+def _too_many(error: TooManyOperations, app_id: str) -> WireError:
     metadata = {"currentOpsTransaction": str(error.count), "maxOpsPerTransaction": str(error.limit)}
-    return error_response(
+    return WireError(
         400,
         "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS",
         str(error),
@@ -240,15 +328,15 @@ def _too_many(error: TooManyOperations, app_id: str) -> Response:
     )
 
 
-def _not_supported(error: FeatureNotSupported, app_id: str) -> Response:
+def _not_supported(error: FeatureNotSupported, app_id: str) -> WireError:
     if error.feature == "querying":
-        return error_response(
+        return WireError(
             500,
             "ERR_STATE_STORE_NOT_SUPPORTED",
             "state store does not support querying",
             [_resource_info("state", error.store), _error_info("DAPR_STATE_QUERYING_NOT_SUPPORTED")],
         )
-    return error_response(
+    return WireError(
         500,
         "ERR_STATE_STORE_NOT_SUPPORTED",
         f"state store {error.store} doesn't support transactions",
@@ -265,27 +353,36 @@ def _not_supported(error: FeatureNotSupported, app_id: str) -> Response:
             _resource_info("state", error.store),
             _error_info("DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED"),
         ],
+        GrpcCode.UNIMPLEMENTED,
     )
 
 
-def _pubsub_error(status: int, code: str, reason: str, pubsub: str, message: str, metadata: dict[str, str]) -> Response:
+def _pubsub_error(
+    status: int,
+    code: str,
+    reason: str,
+    pubsub: str,
+    message: str,
+    metadata: dict[str, str],
+    grpc: GrpcCode | None = None,
+) -> WireError:
     resource = {**_resource_info("pubsub", pubsub), "description": message}
-    return error_response(status, code, message, [_error_info(reason, metadata), resource])
+    return WireError(status, code, message, [_error_info(reason, metadata), resource], grpc)
 
 
-def _topic_forbidden(error: TopicForbidden, app_id: str) -> Response:
+def _topic_forbidden(error: TopicForbidden, app_id: str) -> WireError:
     metadata = {"appID": app_id, "topic": error.topic}
     return _pubsub_error(403, "ERR_PUBSUB_FORBIDDEN", "DAPR_PUBSUB_FORBIDDEN", error.pubsub, str(error), metadata)
 
 
-def _publish_metadata(error: PublishMetadataInvalid, app_id: str) -> Response:
+def _publish_metadata(error: PublishMetadataInvalid, app_id: str) -> WireError:
     metadata = {"appID": app_id, "topic": error.topic}
     return _pubsub_error(
         400, "ERR_PUBSUB_REQUEST_METADATA", "DAPR_PUBSUB_METADATA_DESERIALIZATION", error.pubsub, str(error), metadata
     )
 
 
-def _event_invalid(error: EventInvalid, app_id: str) -> Response:
+def _event_invalid(error: EventInvalid, app_id: str) -> WireError:
     metadata = {"appID": app_id, "topic": error.topic, "error": error.detail}
     # daprd answers 500; a body that is not a CloudEvent is the client's mistake.
     return _pubsub_error(
@@ -300,40 +397,41 @@ _BULK_REASONS = {
 }
 
 
-def _bulk_invalid(error: BulkEventsInvalid, app_id: str) -> Response:
+def _bulk_invalid(error: BulkEventsInvalid, app_id: str) -> WireError:
     metadata = {"appID": app_id, "topic": error.topic}
     reason = _BULK_REASONS[error.kind]
     return _pubsub_error(400, "ERR_PUBSUB_EVENTS_SER", reason, error.pubsub, str(error), metadata)
 
 
-def _bulk_failed(error: BulkPublishFailed, app_id: str) -> Response:
+def _bulk_failed(error: BulkPublishFailed, app_id: str) -> WireError:
+    """Over gRPC, daprd answers OK with the failed entries: the gRPC front catches this error itself."""
     failed = [{"entryId": entry_id, "error": message} for entry_id, message in error.failures]
     body = orjson.dumps({"failedEntries": failed, "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE"})
     headers = {"metadata.responseData": body.decode(), "metadata.error": str(error)}
-    return Response(body, 500, headers, media_type="application/json")
+    return WireError(500, "ERR_PUBSUB_PUBLISH_MESSAGE", str(error), body=body, headers=headers)
 
 
-def _api_error(error: ApiError, app_id: str) -> Response:
-    return error_response(error.status, error.code, error.message)
+def _api_error(error: ApiError, app_id: str) -> WireError:
+    return WireError(error.status, error.code, error.message, grpc=error.grpc)
 
 
-def _unsupported_operation(error: UnsupportedOperation, app_id: str) -> Response:
-    return error_response(400, "ERR_NOT_SUPPORTED_STATE_OPERATION", str(error))
+def _unsupported_operation(error: UnsupportedOperation, app_id: str) -> WireError:
+    return WireError(400, "ERR_NOT_SUPPORTED_STATE_OPERATION", str(error), grpc=GrpcCode.UNIMPLEMENTED)
 
 
-def _app_channel_missing(error: AppChannelMissing, app_id: str) -> Response:
-    return error_response(500, "ERR_APP_CHANNEL_NIL", str(error))
+def _app_channel_missing(error: AppChannelMissing, app_id: str) -> WireError:
+    return WireError(500, "ERR_APP_CHANNEL_NIL", str(error))
 
 
-def _invalid_request(error: InvalidRequest, app_id: str) -> Response:
-    return error_response(400, "ERR_MALFORMED_REQUEST", str(error))
+def _invalid_request(error: InvalidRequest, app_id: str) -> WireError:
+    return WireError(400, "ERR_MALFORMED_REQUEST", str(error))
 
 
-def _invocation_failed(error: InvocationFailed, app_id: str) -> Response:
-    return error_response(500, "ERR_DIRECT_INVOKE", str(error))
+def _invocation_failed(error: InvocationFailed, app_id: str) -> WireError:
+    return WireError(500, "ERR_DIRECT_INVOKE", str(error))
 
 
-_RENDERERS: dict[type[Exception], Callable[[Any, str], Response]] = {
+_RENDERERS: dict[type[Exception], Callable[[Any, str], WireError]] = {
     ApiError: _api_error,
     OperationFailed: _operation_failed,
     AppChannelMissing: _app_channel_missing,
@@ -353,8 +451,8 @@ _RENDERERS: dict[type[Exception], Callable[[Any, str], Response]] = {
 }
 
 
-def render_error(error: Exception, app_id: str) -> Response:
-    """Dapr's response for ``error``; the most specific entry of the table wins (MRO order).
+def describe_error(error: Exception, app_id: str) -> WireError:
+    """Dapr's terms for ``error``; the most specific entry of the table wins (MRO order).
 
     Client input never gets past the table: every mistake a request can make is a domain error. Anything
     else is a bug of the sidecar, logged with its traceback and answered with Dapr's generic ``ERROR``."""
@@ -367,4 +465,9 @@ def render_error(error: Exception, app_id: str) -> Response:
         type(error).__name__,
         exc_info=error,
     )
-    return error_response(500, "ERROR", str(error) or type(error).__name__)
+    return WireError(500, "ERROR", str(error) or type(error).__name__, grpc=GrpcCode.INTERNAL)
+
+
+def render_error(error: Exception, app_id: str) -> Response:
+    """Dapr's HTTP response for ``error``."""
+    return describe_error(error, app_id).response()

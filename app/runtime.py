@@ -50,6 +50,7 @@ class Runtime:
                 environ=settings.environ,
                 advertised_host=settings.advertised_host,
                 internal_port=settings.internal_port if self.app_channel is not None else 0,
+                configuration_file=settings.config_file,
             )
         )
         core = self.core

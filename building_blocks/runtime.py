@@ -27,6 +27,7 @@ from typing import Any
 from building_blocks.block import Block, Layer
 from building_blocks.component import Component, ComponentContext, Metadata
 from building_blocks.configuration.block import ConfigurationBlock
+from building_blocks.configuration_spec import ConfigurationSpec, load_configuration
 from building_blocks.errors import LayottoError, SpecError
 from building_blocks.invocation.endpoints import HttpEndpoint, load_endpoints, resolve_endpoint
 from building_blocks.lock.block import LockBlock
@@ -37,6 +38,7 @@ from building_blocks.pubsub.subscriber import Postman
 from building_blocks.pubsub.subscriptions import SubscriptionSpec, from_declarations
 from building_blocks.registry import block_of, resolve
 from building_blocks.resiliency import Resiliency
+from building_blocks.resiliency_layer import install as install_resiliency
 from building_blocks.secretstores.block import SecretBlock
 from building_blocks.sequencer.block import SequencerBlock
 from building_blocks.specs import ComponentSpec, Resources, load_resources, resolve_metadata
@@ -61,6 +63,8 @@ class RuntimeConfig:
     #: Where other sidecars reach this one, registered with the name resolver (port 0: serves no app).
     advertised_host: str = "127.0.0.1"
     internal_port: int = 0
+    #: Dapr's ``--config``: a ``kind: Configuration`` file, read by ``prepare()`` (None: the defaults).
+    configuration_file: Path | None = None
 
 
 @dataclass(slots=True)
@@ -98,6 +102,8 @@ class Runtime:
             for block in (self.state, self.secrets, self.pubsub, self.lock, self.sequencer, self.configuration)
         }
         self.resiliency = Resiliency()
+        #: The ``--config`` file (tracing, metrics, logging, pipelines, access control...), read by ``prepare()``.
+        self.configuration_spec = ConfigurationSpec()
         self.declared_subscriptions: list[SubscriptionSpec] = []
         self.components: list[LoadedComponent] = []
         #: HTTPEndpoint resources by name, their secrets resolved (invocation targets outside the mesh).
@@ -178,6 +184,8 @@ class Runtime:
         if self._prepared:
             return
         config = self.config
+        if config.configuration_file is not None:
+            self.configuration_spec = load_configuration(config.configuration_file)
         resources = load_resources(config.resources_paths, config.app_id)
         self.resiliency = Resiliency.load(resources.others.get("Resiliency", []), config.app_id)
         self.declared_subscriptions = from_declarations(resources.others.get("Subscription", []), config.app_id)
@@ -201,6 +209,8 @@ class Runtime:
                 message = str(exc)
                 raise SpecError(message if message.startswith(spec.source) else f"{spec.where}: {message}") from None
             self._keep(LoadedComponent(spec, self._construct(spec, values)))
+        # after secretKeyRef resolution (start-up reads, not the app's calls): only the app's calls get policies
+        install_resiliency(self.resiliency, self.blocks.values())
         await self._name_resolution(resources)
         self._stack.push_async_callback(self.pubsub.close_subscriptions)
         self._prepared = True
@@ -210,7 +220,7 @@ class Runtime:
         config = self.config
         for spec in load_endpoints(resources.others.get("HTTPEndpoint", []), config.app_id):
             self.endpoints[spec.name] = await resolve_endpoint(spec, self._secret)
-        resolver = load_resolver(resources.others.get("Configuration", []), self.context)
+        resolver = load_resolver(self._resolver_documents(resources), self.context)
         resolver.bind(Instance(config.app_id, config.namespace, config.advertised_host, config.internal_port))
         self._stack.push_async_callback(resolver.close)
         try:
@@ -218,6 +228,15 @@ class Runtime:
         except LayottoError as exc:
             raise SpecError(f"{resolver.metadata.where}: init failed: {exc}") from None
         self._resolver = resolver
+
+    def _resolver_documents(self, resources: Resources) -> list[tuple[str, dict[str, Any]]]:
+        """Where ``nameResolution`` comes from: the ``--config`` file when it sets one, else the resources."""
+        spec = self.configuration_spec
+        found = spec.name_resolution
+        if found is None:
+            return resources.others.get("Configuration", [])
+        raw = {"component": found.component, "version": found.version, "configuration": dict(found.configuration)}
+        return [(spec.source, {"metadata": {"name": spec.name}, "spec": {"nameResolution": raw}})]
 
     async def _init_one(self, loaded: LoadedComponent) -> None:
         spec = loaded.spec

@@ -453,3 +453,40 @@ def test_hostile_requests_get_specific_answers_and_never_touch_other_data(harnes
 def test_after_the_hostile_run_the_sidecar_is_healthy_and_seeded_data_unchanged(harness: Harness) -> None:
     assert harness.call("GET", "/v1.0/healthz")[0] == 204
     assert _snapshot(harness) == harness.before  # type: ignore[attr-defined]
+
+
+# ---- the --config file: any YAML under spec loads or is refused with one line naming the file ------------
+
+_CONFIG_FIELDS = [
+    "tracing", "samplingRate", "stdout", "zipkin", "endpointAddress", "otel", "protocol", "isSecure", "headers",
+    "timeout", "metric", "metrics", "enabled", "http", "increasedCardinality", "pathMatching", "excludeVerbs",
+    "rules", "labels", "regex", "name", "latencyDistributionBuckets", "recordErrorCodes", "logging", "apiLogging",
+    "obfuscateURLs", "omitHealthChecks", "nameResolution", "component", "version", "configuration",
+    "httpPipeline", "appHttpPipeline", "handlers", "type", "selector", "fields", "field", "value",
+    "accessControl", "defaultAction", "trustDomain", "policies", "appId", "namespace", "operations", "httpVerb",
+    "action", "secrets", "scopes", "storeName", "defaultAccess", "allowedSecrets", "deniedSecrets", "api",
+    "allowed", "denied", "features", "mtls", "x",
+]  # fmt: skip
+_config_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(_CONFIG_FIELDS), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(derandomize=True, database=None, max_examples=1500, deadline=None)
+@given(spec=st.dictionaries(st.sampled_from(_CONFIG_FIELDS), _config_values, max_size=6))
+def test_hostile_configuration_files_load_or_fail_with_one_line(
+    tmp_path_factory: pytest.TempPathFactory, spec: Any
+) -> None:
+    from building_blocks.configuration_spec import load_configuration
+    from building_blocks.errors import SpecError
+
+    path = tmp_path_factory.mktemp("config") / "config.yaml"
+    path.write_text(json.dumps({"apiVersion": "dapr.io/v1alpha1", "kind": "Configuration", "spec": spec}))
+    try:
+        load_configuration(path)
+    except SpecError as exc:
+        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc), exc

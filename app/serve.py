@@ -48,7 +48,7 @@ def app_environment(settings: Settings) -> dict[str, str]:
 
 
 def _cannot_listen(what: str, host: str, port: int, exc: OSError) -> int:
-    reason = (exc.strerror or str(exc)).lower()
+    reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()  # create_server adds the address
     print(f"layotto: cannot listen on {host}:{port} ({what}): {reason}", file=sys.stderr)
     return 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -345,3 +346,110 @@ def test_unknown_flag_is_still_an_argparse_error() -> None:
     process = layotto("--no-such-flag")
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2 and "unrecognized arguments: --no-such-flag" in stderr
+
+
+# ---- the CLI as the `dapr` CLI: command without --, --version, list/stop, cheap imports, taken port ------
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_app_command_needs_no_double_dash(home: dict[str, str]) -> None:
+    sidecar = layotto("--app-id", "orders", "--app-port", "9999", sys.executable, "-c", APP, "7", env=home)
+    _, stderr = sidecar.communicate(timeout=60)
+    assert sidecar.returncode == 7, stderr
+
+
+def test_usage_shows_the_app_command() -> None:
+    assert cli("run", "--help").stdout.startswith("usage: layotto run [flags] [--] [COMMAND ARGS...]")
+
+
+def test_version() -> None:
+    from app import __version__
+
+    for argv in (["--version"], ["version"]):
+        done = cli(*argv)
+        assert (done.returncode, done.stdout.strip()) == (0, f"layotto {__version__}")
+
+
+SERVER_STACK = ("uvicorn", "starlette", "httpx", "app.serve", "app.runtime", "building_blocks.runtime", "yaml")
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["run", "--help"], ["--version"], ["version"], ["list"], ["stop", "-a", "x"]]
+)
+def test_cli_commands_that_serve_nothing_import_no_server_stack(argv: list[str], tmp_path: Path) -> None:
+    code = (
+        "import sys, contextlib, app.cli\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(None), contextlib.redirect_stderr(None):\n"
+        f"    app.cli.main({argv!r})\n"
+        f"print(sorted(m for m in {SERVER_STACK!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_taken_port_is_one_line(home: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = layotto("--dapr-http-port", str(port), env=home)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert stderr.strip().splitlines() == [
+        f"layotto: cannot listen on 127.0.0.1:{port} (HTTP API): address already in use"
+    ]
+
+
+def test_list_shows_running_sidecars_and_stop_stops_them(home: dict[str, str]) -> None:
+    port = int(home["DAPR_HTTP_PORT"])
+    assert cli("list", env=home).stdout.strip() == "No layotto sidecars found."
+    sidecar = layotto("--app-id", "orders", "--app-port", "9999", sys.executable, "-c", APP, "wait", env=home)
+    try:
+        assert sidecar.stdout is not None
+        assert sidecar.stdout.readline().strip() == "ready", sidecar.communicate()[1]
+        [listed] = json.loads(cli("list", "-o", "json", env=home).stdout)
+        assert (listed["appId"], listed["httpPort"], listed["appPort"]) == ("orders", port, 9999)
+        assert listed["cliPid"] == sidecar.pid and listed["command"].startswith(sys.executable)
+        table = cli("list", env=home).stdout.splitlines()
+        assert table[0].split()[:2] == ["APP", "ID"] and table[1].split()[:2] == ["orders", str(port)]
+
+        missing = cli("stop", "--app-id", "nobody", env=home)
+        assert missing.returncode == 1
+        assert missing.stderr.strip() == "layotto: no sidecar with app id 'nobody' is running on this machine"
+
+        stopped = cli("stop", "--app-id", "orders", env=home)
+        assert (stopped.returncode, stopped.stdout.strip()) == (0, "app stopped successfully: orders"), stopped.stderr
+        _, stderr = sidecar.communicate(timeout=60)
+        assert sidecar.returncode == 0, stderr  # the app exited 0 on SIGTERM, the sidecar followed it
+    finally:
+        if sidecar.poll() is None:
+            stop(sidecar)
+    assert json.loads(cli("list", "-o", "json", env=home).stdout) == []
+
+
+def test_list_forgets_a_killed_sidecar(home: dict[str, str]) -> None:
+    sidecar = layotto("--app-id", "killed", env=home)
+    try:
+        wait_healthy(int(home["DAPR_HTTP_PORT"]), process=sidecar)
+        assert [i["appId"] for i in json.loads(cli("list", "-o", "json", env=home).stdout)] == ["killed"]
+    finally:
+        sidecar.kill()
+        sidecar.communicate()
+    assert json.loads(cli("list", "-o", "json", env=home).stdout) == []
+    assert not list((Path(home["HOME"]) / ".layotto" / "run").glob("*.json"))

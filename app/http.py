@@ -12,13 +12,11 @@ from starlette.responses import Response
 
 from building_blocks import jsoncodec
 from building_blocks.empty import NO_METADATA
-from building_blocks.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
 __all__ = (
-    "json_body",
     "json_response",
     "metadata_from_query",
     "query_metadata",
@@ -46,18 +44,6 @@ def metadata_from_query(raw: bytes) -> Mapping[str, str]:
         if name.startswith("metadata.") and len(name) > 9:
             metadata.setdefault(name[9:], value)
     return metadata
-
-
-async def json_body(request: Request, prefix: str = "") -> Any:
-    """The decoded JSON body (as deep as Dapr takes it); ``InvalidRequest`` with a decoder message when it is
-    not JSON."""
-    body = await request.body()
-    if not body.strip():
-        raise InvalidRequest(f"{prefix}EOF")
-    try:
-        return jsoncodec.loads(body)
-    except ValueError as exc:
-        raise InvalidRequest(f"{prefix}{exc}") from None
 
 
 def raw_response(status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> Response:

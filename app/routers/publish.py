@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from app.http import query_metadata, runtime_of
 from app.routing import Router
+from app.wire import pubsub as wire
 
 __all__ = ("router",)
 
@@ -21,9 +22,10 @@ def _trace(request: Request) -> dict[str, str]:
 @router.api_route("/v1.0-alpha1/publish/bulk/{pubsub_name}/{topic:path}", methods=["POST", "PUT"])
 @router.api_route("/v1.0/publish/bulk/{pubsub_name}/{topic:path}", methods=["POST", "PUT"])
 async def bulk_publish(request: Request, pubsub_name: str, topic: str) -> Response:
-    await runtime_of(request).pubsub.bulk_publish(
-        pubsub_name, topic, await request.body(), query_metadata(request), _trace(request)
-    )
+    pubsub = runtime_of(request).pubsub
+    pubsub.check_publishable(pubsub_name, topic)
+    entries = await wire.bulk_entries(pubsub_name, topic, await request.body())
+    await pubsub.bulk_publish(pubsub_name, topic, entries, query_metadata(request), _trace(request))
     return Response(status_code=204)
 
 

@@ -10,10 +10,11 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.http import json_body, json_response, metadata_from_query, query_metadata, raw_json, raw_response, runtime_of
+from app.http import json_response, metadata_from_query, query_metadata, raw_json, raw_response, runtime_of
 from app.routing import Router
+from app.wire import state as wire
 from building_blocks._common.cooperative import map_items
-from building_blocks.state.base import BulkGetItem, GetResponse, QueryResult
+from building_blocks.state.base import BulkGetItem, DeleteItem, GetResponse, QueryResult
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -56,21 +57,22 @@ async def read_state(runtime: Runtime, store_name: str, key: str, query: bytes) 
 async def save_state(request: Request, store_name: str) -> Response:
     runtime = runtime_of(request)
     runtime.state.check_store(store_name)
-    await runtime.state.save(store_name, await json_body(request), query_metadata(request))
+    items = await wire.save_items(await request.body(), query_metadata(request))
+    await runtime.state.save(store_name, items)
     return Response(status_code=NO_CONTENT)
 
 
 @router.delete("/v1.0/state/{store_name}/{key:path}")
 async def delete_state(request: Request, store_name: str, key: str) -> Response:
     params = request.query_params
-    await runtime_of(request).state.delete(
-        store_name,
+    item = DeleteItem(
         key,
-        request.headers.get("if-match"),
+        request.headers.get("if-match") or None,
+        query_metadata(request),
         params.get("concurrency", ""),
         params.get("consistency", ""),
-        query_metadata(request),
     )
+    await runtime_of(request).state.delete(store_name, item)
     return Response(status_code=NO_CONTENT)
 
 
@@ -78,8 +80,8 @@ async def delete_state(request: Request, store_name: str, key: str) -> Response:
 async def bulk_get_state(request: Request, store_name: str) -> Response:
     runtime = runtime_of(request)
     runtime.state.check_store(store_name)
-    body = await json_body(request, "failed deserializing HTTP body: ")
-    items = await runtime.state.bulk_get(store_name, body, query_metadata(request))
+    keys = await wire.bulk_get(await request.body(), query_metadata(request))
+    items = await runtime.state.bulk_get(store_name, keys)
     return json_response(await map_items(_bulk_entry, items))
 
 
@@ -99,8 +101,9 @@ def _bulk_entry(item: BulkGetItem) -> dict[str, Any]:
 @router.api_route("/v1.0/state/{store_name}/transaction", methods=["POST", "PUT"])
 async def transact_state(request: Request, store_name: str) -> Response:
     runtime = runtime_of(request)
-    runtime.state.check_store(store_name)
-    await runtime.state.transact(store_name, await json_body(request), query_metadata(request))
+    runtime.state.check_transactional(store_name)
+    transaction = await wire.transaction(await request.body(), query_metadata(request))
+    await runtime.state.transact(store_name, transaction)
     return Response(status_code=NO_CONTENT)
 
 

@@ -19,7 +19,16 @@ from enum import StrEnum
 from building_blocks._common.cooperative import pause
 from building_blocks.component import Component
 
-__all__ = ("Feature", "Handler", "Message", "PubSub", "PublishRequest", "SubscribeRequest", "Subscription")
+__all__ = (
+    "BulkPublishEntry",
+    "Feature",
+    "Handler",
+    "Message",
+    "PubSub",
+    "PublishRequest",
+    "SubscribeRequest",
+    "Subscription",
+)
 
 
 class Feature(StrEnum):
@@ -36,6 +45,17 @@ class PublishRequest:
     data: bytes
     metadata: Mapping[str, str] = field(default_factory=dict)
     content_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BulkPublishEntry:
+    """One entry of a bulk publish, as the app sent it. ``event`` is its bytes, or None when the event does
+    not fit its content type (the HTTP API's JSON can say so; the block reports it in entry order)."""
+
+    entry_id: str
+    event: bytes | None
+    content_type: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

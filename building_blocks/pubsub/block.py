@@ -3,17 +3,14 @@ front of the brokers, and the subscriptions that deliver to the app."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from building_blocks import jsoncodec
-from building_blocks._common.cooperative import map_items, pause
+from building_blocks._common.cooperative import pause
 from building_blocks.block import Block
 from building_blocks.component import ComponentContext
 from building_blocks.errors import (
@@ -24,9 +21,8 @@ from building_blocks.errors import (
     PublishMetadataInvalid,
     TopicForbidden,
 )
-from building_blocks.jsoncodec import go_type
 from building_blocks.keyprefix import KeyPrefixer
-from building_blocks.pubsub.base import Feature, PublishRequest, PubSub
+from building_blocks.pubsub.base import BulkPublishEntry, Feature, PublishRequest, PubSub
 from building_blocks.pubsub.cloudevents import complete_user_event, new_event
 from building_blocks.pubsub.scopes import TopicScopes
 from building_blocks.pubsub.subscriber import Postman, TopicSubscriber
@@ -40,14 +36,13 @@ CLOUDEVENT_CONTENT_TYPE = "application/cloudevents+json"
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 _CLOUDEVENT_OVERRIDE = "cloudevent."
-_MISMATCH = "mismatch between contentType and event"
+#: Why an event does not fit its entry's content type, in Dapr's words.
+MISMATCH = "mismatch between contentType and event"
 _MAX_DURATION_NS = 2**63 - 1  # Go's time.Duration
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 _GO_DURATION = re.compile(r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+")
 _DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-# Go decodes a bulk publish entry's field names case-insensitively.
-_ENTRY_FIELDS = {name.lower(): name for name in ("entryId", "event", "contentType", "metadata")}
 
 
 def _raw_payload(pubsub: str, topic: str, metadata: Mapping[str, str]) -> bool:
@@ -94,46 +89,6 @@ def _expiration(metadata: Mapping[str, str]) -> str | None:
     if ttl is None:
         return None
     return (datetime.now(UTC) + timedelta(microseconds=ttl // 1000)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _entry_bytes(event: Any, content_type: str) -> bytes | None:
-    """An entry's event as bytes per its content type, or None when they don't fit together."""
-    base = content_type.split(";", 1)[0].strip().lower()
-    if base == "application/octet-stream":
-        if not isinstance(event, str):
-            return None
-        try:
-            return base64.b64decode(event, validate=True)
-        except binascii.Error:
-            return None
-    if base.startswith("text/") or base == "application/xml":
-        return event.encode() if isinstance(event, str) else None
-    if base in ("application/json", CLOUDEVENT_CONTENT_TYPE) or base.endswith("+json"):
-        return jsoncodec.dumps(event)
-    return None
-
-
-def _entry_fields(entry: Any) -> dict[str, Any] | str:
-    """A bulk publish entry's fields, or the Go decoder's complaint about it (Dapr decodes every entry into
-    ``{entryId, event, contentType string; metadata map[string]string}`` before looking at any)."""
-    if entry is None:
-        return {}
-    where = "Go struct field bulkPublishMessageEntry"
-    if not isinstance(entry, dict):
-        return f"json: cannot unmarshal {go_type(entry)} into Go value of type http.bulkPublishMessageEntry"
-    fields = {_ENTRY_FIELDS[k.lower()]: v for k, v in entry.items() if k.lower() in _ENTRY_FIELDS}
-    for name in ("entryId", "contentType"):
-        value = fields.get(name)
-        if value is not None and not isinstance(value, str):
-            return f"json: cannot unmarshal {go_type(value)} into {where}.{name} of type string"
-    metadata = fields.get("metadata")
-    if metadata is not None:
-        if not isinstance(metadata, dict):
-            return f"json: cannot unmarshal {go_type(metadata)} into {where}.metadata of type map[string]string"
-        for value in metadata.values():
-            if value is not None and not isinstance(value, str):
-                return f"json: cannot unmarshal {go_type(value)} into {where}.metadata of type string"
-    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,25 +182,31 @@ class PubSubBlock(Block[PubSub, _Settings]):
         except Exception as exc:
             self.fail(Operation.PUBSUB_PUBLISH, name, topic, exc)
 
+    def check_publishable(self, name: str, topic: str) -> None:
+        """Raise as Dapr does, before the body is read, when ``name`` is unknown or may not publish ``topic``."""
+        self._publishable(name, topic)
+
     async def bulk_publish(
-        self, name: str, topic: str, body: bytes, metadata: Mapping[str, str], trace: Mapping[str, str]
+        self,
+        name: str,
+        topic: str,
+        entries: Sequence[BulkPublishEntry],
+        metadata: Mapping[str, str],
+        trace: Mapping[str, str],
     ) -> None:
-        """Dapr's bulk publish body; raises ``BulkPublishFailed`` listing the entries that failed.
+        """Dapr's bulk publish; raises ``BulkPublishFailed`` listing the entries that failed.
 
         A 4 MiB body holds ~57,000 entries at ~30 µs each: the loop is yielded every ``SLICE`` entries."""
         pubsub = self._publishable(name, topic)
-        entries = await self._bulk_entries(name, topic, body)
         ids: list[str] = []
         seen: set[str] = set()
         requests: list[PublishRequest] = []
         for done, entry in enumerate(entries):
             await pause(done)
-            content_type = entry.get("contentType") or ""
-            data = _entry_bytes(entry.get("event"), content_type)
-            if data is None:
-                message = f"error when marshalling cloud event envelope for topic {topic} pubsub {name}: {_MISMATCH}"
+            if entry.event is None:
+                message = f"error when marshalling cloud event envelope for topic {topic} pubsub {name}: {MISMATCH}"
                 raise BulkEventsInvalid(name, topic, "envelope", message)
-            entry_id = entry.get("entryId") or ""
+            entry_id = entry.entry_id
             if not entry_id or entry_id in seen:
                 message = (
                     f"error marshaling events to bytes for topic {topic} pubsub {name}. "
@@ -254,35 +215,15 @@ class PubSubBlock(Block[PubSub, _Settings]):
                 raise BulkEventsInvalid(name, topic, "entry", message)
             ids.append(entry_id)
             seen.add(entry_id)
-            entry_metadata = {**metadata, **{k: v or "" for k, v in (entry.get("metadata") or {}).items()}}
-            envelope = self._envelope(pubsub, topic, data, content_type, entry_metadata, trace)
-            requests.append(PublishRequest(topic, envelope, entry_metadata, content_type))
+            entry_metadata = {**metadata, **entry.metadata}
+            envelope = self._envelope(pubsub, topic, entry.event, entry.content_type, entry_metadata, trace)
+            requests.append(PublishRequest(topic, envelope, entry_metadata, entry.content_type))
         if not requests:
             return
         outcomes = await self.operation(Operation.PUBSUB_PUBLISH, name, topic, pubsub.bulk_publish, requests)
         failures = [(entry_id, str(error)) for entry_id, error in zip(ids, outcomes, strict=True) if error is not None]
         if failures:
             raise BulkPublishFailed(name, topic, failures)
-
-    @staticmethod
-    async def _bulk_entries(name: str, topic: str, body: bytes) -> list[dict[str, Any]]:
-        """The entries of a bulk publish body, each field of the type Dapr decodes it into."""
-        try:
-            entries = jsoncodec.loads(body)
-        except ValueError as exc:
-            detail: str = str(exc)
-        else:
-            if entries is None:  # Go decodes null into an empty slice
-                return []
-            if isinstance(entries, list):
-                fields = await map_items(_entry_fields, entries)
-                if not (detail := next((f for f in fields if isinstance(f, str)), "")):
-                    return [f for f in fields if isinstance(f, dict)]
-            else:
-                target = "[]http.bulkPublishMessageEntry"
-                detail = f"json: cannot unmarshal {go_type(entries)} into Go value of type {target}"
-        message = f"error when unmarshaling the request for topic {topic} pubsub {name}: {detail}"
-        raise BulkEventsInvalid(name, topic, "unmarshal", message)
 
     # -- subscriptions -----------------------------------------------------------------------------------------
 

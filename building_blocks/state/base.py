@@ -24,9 +24,11 @@ from building_blocks.errors import BulkError, ETagInvalid, FeatureNotSupported
 
 __all__ = (
     "NO_METADATA",
+    "BulkGet",
     "BulkGetItem",
     "Concurrency",
     "Consistency",
+    "DeleteItem",
     "DeleteRequest",
     "Feature",
     "GetRequest",
@@ -34,8 +36,10 @@ __all__ = (
     "QueryRequest",
     "QueryResponse",
     "QueryResult",
+    "SaveItem",
     "SetRequest",
     "StateStore",
+    "StateTransaction",
     "TransactionRequest",
     "expired",
     "require_integer_etag",
@@ -119,6 +123,51 @@ class TransactionRequest:
     """Operations applied in order, all or nothing; etags are all checked before anything is written."""
 
     operations: Sequence[SetRequest | DeleteRequest]
+    metadata: Mapping[str, str] = NO_METADATA
+
+
+# -- the block's API: requests as the app sent them (keys not yet prefixed, options not yet checked) -------
+
+
+@dataclass(frozen=True, slots=True)
+class SaveItem:
+    """One item of a save (or a transaction's upsert). ``value`` is the bytes to keep (JSON text from the
+    HTTP API); ``concurrency``/``consistency`` are the app's words, which the store judges (an unknown one is
+    the store refusing the write, as in Dapr)."""
+
+    key: str
+    value: bytes
+    etag: str | None = None
+    metadata: Mapping[str, str] = NO_METADATA
+    concurrency: str = ""
+    consistency: str = ""
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteItem:
+    """One delete (or a transaction's delete), as ``SaveItem`` without a value."""
+
+    key: str
+    etag: str | None = None
+    metadata: Mapping[str, str] = NO_METADATA
+    concurrency: str = ""
+    consistency: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BulkGet:
+    """The keys to read, answered in this order."""
+
+    keys: Sequence[str]
+    metadata: Mapping[str, str] = NO_METADATA
+
+
+@dataclass(frozen=True, slots=True)
+class StateTransaction:
+    """Upserts and deletes applied in order, all or nothing."""
+
+    operations: Sequence[SaveItem | DeleteItem]
     metadata: Mapping[str, str] = NO_METADATA
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from building_blocks.errors import LayottoError
 from building_blocks.nameresolution.base import ResolveRequest
+from building_blocks.state.base import SaveItem
 from building_blocks.runtime import Runtime, RuntimeConfig
 
 
@@ -38,7 +39,7 @@ async def main():
         await runtime.wait_settled()
         report["failure"] = runtime.failure
         report["ready"] = {c.spec.name: c.ready for c in runtime.components}
-        await runtime.state.save("statestore", [{"key": "k", "value": "kept"}])
+        await runtime.state.save("statestore", [SaveItem("k", b'"kept"')])
         report["value"] = (await runtime.state.get("statestore", "k")).value.decode()
         report["registered"] = await resolve(runtime)
     report["after_close"] = len(runtime.components)

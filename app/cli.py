@@ -44,7 +44,6 @@ NOT_HONOURED: dict[str, str] = {
     "--enable-metrics": _NOT_YET,
     "--enable-api-logging": _NOT_YET,
     "--log-as-json": _NOT_YET,
-    "--dapr-grpc-port": _NOT_YET,
     "--app-protocol grpc": _NOT_YET,
     "--app-protocol grpcs": _NOT_YET,
     "--app-protocol https": "is not supported yet (the app channel speaks plain HTTP)",

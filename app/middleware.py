@@ -8,7 +8,8 @@ Then ``app.routing.RouteTable`` finds the endpoint (every route, no framework in
 dependency solving and middleware stacks cost more than the work of a state get), the endpoint runs, and
 any error becomes Dapr's answer through the one error table (``app.errors.render_error``).
 
-It also runs the ASGI lifespan: the runtime starts with the server and closes with it.
+It also runs the ASGI lifespan: the runtime starts with the server and closes with it, and with them the
+gRPC front (``app.grpc``) on ``--dapr-grpc-port``, so both fronts serve together as daprd's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from app.paths import MalformedPath, check_escapes, clean
 from app.routing import RouteTable
 
 if TYPE_CHECKING:
+    from app.grpc.server import GrpcFront
     from app.runtime import Runtime
 
 __all__ = ("BodyTooLarge", "FrontDoor")
@@ -56,6 +58,8 @@ class FrontDoor:
         self.routes = routes
         self.token = runtime.settings.api_token.encode()
         self.max_body = runtime.settings.max_body_size
+        #: The gRPC front, while the server's lifespan (or ``lifespan(grpc=True)``) runs.
+        self.grpc: GrpcFront | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -126,11 +130,30 @@ class FrontDoor:
         return counting_receive
 
     @contextlib.asynccontextmanager
-    async def lifespan(self) -> AsyncIterator[None]:
-        """The runtime, started and then closed: what the server's lifespan does (tests use it directly)."""
-        await self.runtime.start()
+    async def lifespan(self, grpc: bool = False) -> AsyncIterator[None]:
+        """The runtime, started and then closed: what the server's lifespan does (tests use it directly,
+        with the gRPC front only when they ask for it: it binds ``--dapr-grpc-port``)."""
+        await self._start(grpc)
         try:
             yield
+        finally:
+            await self._close()
+
+    async def _start(self, grpc: bool) -> None:
+        await self.runtime.start()
+        if grpc:
+            from app.grpc.server import GrpcFront  # grpcio is imported only where gRPC is served
+
+            front = GrpcFront(self.runtime)
+            await front.start()
+            self.grpc = front
+
+    async def _close(self) -> None:
+        """The gRPC front first (it calls the blocks), then the runtime."""
+        try:
+            if self.grpc is not None:
+                await self.grpc.stop()
+                self.grpc = None
         finally:
             await self.runtime.close()
 
@@ -138,7 +161,7 @@ class FrontDoor:
         message = await receive()
         assert message["type"] == "lifespan.startup"
         try:
-            await self.runtime.start()
+            await self._start(grpc=True)
         except BaseException as exc:
             log.exception("start-up failed")
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -147,6 +170,6 @@ class FrontDoor:
         message = await receive()
         assert message["type"] == "lifespan.shutdown"
         try:
-            await self.runtime.close()
+            await self._close()
         finally:
             await send({"type": "lifespan.shutdown.complete"})

@@ -158,6 +158,7 @@ class Processes:
         """``python -m app.cli run``; ``resources`` None = the embedded default. Returns once healthy (204)."""
         port = free_port()
         argv = [sys.executable, "-m", "app.cli", "run", "--app-id", app_id, "--dapr-http-port", str(port)]
+        argv += ["--dapr-grpc-port", str(free_port())]  # several sidecars at once: 50001 is only one
         if resources is not None:
             argv += ["--resources-path", str(resources)]
         if app_port is not None:

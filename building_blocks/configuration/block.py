@@ -97,18 +97,28 @@ class ConfigurationBlock(Block[ConfigurationStore, None]):
         store = self.component(name)
         return await self.operation(Operation.CONFIGURATION_GET, name, " ".join(request.keys), store.get, request)
 
-    async def subscribe(self, name: str, request: SubscribeRequest) -> str:
-        """Start a subscription whose updates go to the app; its id."""
+    async def subscribe(
+        self,
+        name: str,
+        request: SubscribeRequest,
+        delivery: Delivery | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> str:
+        """Start a subscription whose updates go to the app (or to ``delivery``: a front's stream); its id.
+        ``on_end`` is called once when the subscription ends (unsubscribed, or its store closed)."""
         store = self.component(name)
-        if self.delivery is None:
+        delivery = delivery or self.delivery
+        if delivery is None:
             raise AppChannelMissing("subscribe to configuration updates")
-        outbox = _Outbox(name, self.delivery)
+        outbox = _Outbox(name, delivery)
         subscription = await self.operation(
             Operation.CONFIGURATION_SUBSCRIBE, name, " ".join(request.keys), store.subscribe, request, outbox.push
         )
         self._subscriptions[(name, subscription.id)] = subscription
         subscription.on_close(outbox.close)
         subscription.on_close(self._ended)
+        if on_end is not None:
+            subscription.on_close(lambda _: on_end())
         return subscription.id
 
     def _ended(self, subscription: Subscription) -> None:

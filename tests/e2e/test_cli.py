@@ -32,7 +32,8 @@ def layotto(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> 
     return subprocess.Popen(
         [sys.executable, "-m", "app.cli", "run", *args],
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        # a gRPC port of its own (unless the test gives one): several sidecars run at once, 50001 is one
+        env={**os.environ, "DAPR_GRPC_PORT": str(free_port()), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,0 +1,68 @@
+"""The ``Dapr`` servicer: every block's methods on the wheel's generated ``DaprServicer``.
+
+Methods of APIs this sidecar has no block for answer UNIMPLEMENTED naming the API (the generated default
+says only "Method not implemented!").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from dapr.proto.runtime.v1 import dapr_pb2_grpc
+
+from app.grpc.dapr.base import Context
+from app.grpc.dapr.configuration import ConfigurationMethods
+from app.grpc.dapr.lock import LockMethods
+from app.grpc.dapr.metadata import MetadataMethods
+from app.grpc.dapr.secrets import SecretMethods
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+__all__ = ("DaprService", "add_to_server", "api_of")
+
+#: The API a method belongs to, by a part of its name (first match wins).
+_APIS = (
+    ("Actor", "actors"),
+    ("Workflow", "workflow"),
+    ("Job", "jobs"),
+    ("Subtle", "cryptography"),
+    ("crypt", "cryptography"),
+    ("Converse", "conversation"),
+    ("Binding", "bindings"),
+    ("BinaryFile", "binary store"),
+    ("Vector", "vector store"),
+    ("Collection", "vector store"),
+    ("Index", "search"),
+    ("Document", "search"),
+    ("Search", "search"),
+)
+
+
+def api_of(method: str) -> str:
+    return next((api for part, api in _APIS if part in method), method)
+
+
+class DaprService(LockMethods, ConfigurationMethods, SecretMethods, MetadataMethods, dapr_pb2_grpc.DaprServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+
+
+def _unimplemented(method: str) -> Any:
+    message = f"{method}: the {api_of(method)} API is not implemented by this sidecar"
+
+    async def refuse(self: DaprService, request: Any, context: Context) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+    refuse.__name__ = method
+    return refuse
+
+
+for _method in dir(dapr_pb2_grpc.DaprServicer):
+    if not _method.startswith("_") and getattr(DaprService, _method) is getattr(dapr_pb2_grpc.DaprServicer, _method):
+        setattr(DaprService, _method, _unimplemented(_method))
+
+
+def add_to_server(server: grpc.aio.Server, runtime: Runtime) -> None:
+    dapr_pb2_grpc.add_DaprServicer_to_server(DaprService(runtime), server)  # type: ignore[no-untyped-call]

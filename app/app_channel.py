@@ -3,7 +3,8 @@
 Everything the sidecar sends to the app goes through ``request`` (pub/sub deliveries, configuration updates,
 ``/dapr/subscribe``, health probes: the answer read whole; errors as ``app.http_client.HttpClientError``)
 or ``send`` (invocations: bodies streamed both ways); both add ``dapr-api-token`` when
-``APP_API_TOKEN`` is set.
+``APP_API_TOKEN`` is set. With ``--app-max-concurrency N`` at most N of them are in the app at once (until
+the app's answer head arrives); the others wait their turn, as in Dapr (health probes are not counted).
 Dapr reports itself healthy only once the app's port accepts connections; ``wait_until_listening``
 polls it, without busy-looping, until it does.
 """
@@ -29,7 +30,7 @@ CONNECT_TIMEOUT = 5.0
 class AppChannel:
     """The local app at ``address:port``."""
 
-    def __init__(self, address: str, port: int, api_token: str = "") -> None:
+    def __init__(self, address: str, port: int, api_token: str = "", max_concurrency: int = -1) -> None:
         self.address = address
         self.port = port
         self.listening = False
@@ -37,6 +38,8 @@ class AppChannel:
         self.api_token = api_token
         self._token = [(b"dapr-api-token", api_token.encode())] if api_token else []
         self._http = HttpClient(connect_timeout=CONNECT_TIMEOUT)
+        #: ``--app-max-concurrency`` (-1, the default, or 0: no limit and no cost).
+        self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
         host = f"[{address}]" if ":" in address else address
         self._display = f"http://{host}:{port}" if port != 80 else f"http://{host}"
 
@@ -47,18 +50,27 @@ class AppChannel:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        probe: bool = False,
     ) -> Response:
         """One request to the app, its answer read whole (``content``); raises ``HttpClientError`` when it can't
-        be made or times out (``ReadTimeout``). ``path`` may carry a query (``/path?a=1``).
+        be made or times out (``ReadTimeout``, waiting for a slot included). ``path`` may carry a query
+        (``/path?a=1``). A health ``probe`` takes no ``--app-max-concurrency`` slot.
         """
         path, _, query = path.partition("?")
         raw = [(name.lower().encode("latin-1"), value.encode()) for name, value in (headers or {}).items()]
         target = request_target(path, query.encode("latin-1"))
+        slots = None if probe else self._slots
         try:
             async with asyncio.timeout(timeout if timeout is not None else DEFAULT_TIMEOUT):
-                answer = await self._http.request(
-                    method, self.address, self.port, target, raw + self._token, content or b""
-                )
+                if slots is None:
+                    answer = await self._http.request(
+                        method, self.address, self.port, target, raw + self._token, content or b""
+                    )
+                else:
+                    async with slots:
+                        answer = await self._http.request(
+                            method, self.address, self.port, target, raw + self._token, content or b""
+                        )
                 try:
                     await answer.aread()
                 finally:
@@ -91,7 +103,10 @@ class AppChannel:
         """
         if self._token:
             headers = headers + self._token
-        return await self._http.request(method, self.address, self.port, target, headers, body, length)
+        if self._slots is None:
+            return await self._http.request(method, self.address, self.port, target, headers, body, length)
+        async with self._slots:
+            return await self._http.request(method, self.address, self.port, target, headers, body, length)
 
     async def wait_until_listening(self) -> None:
         while True:

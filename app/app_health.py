@@ -44,7 +44,7 @@ class AppHealth:
     async def probe(self) -> str:
         """One probe: "" when healthy, else the reason."""
         try:
-            response = await self.channel.request("GET", self.path, timeout=self.timeout)
+            response = await self.channel.request("GET", self.path, timeout=self.timeout, probe=True)
         except HttpClientError as exc:
             return f"Network error: {str(exc) or type(exc).__name__}"
         if 200 <= response.status_code < 300:

@@ -38,7 +38,9 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app_channel = (
-            AppChannel(settings.app_channel_address, settings.app_port, settings.app_api_token)
+            AppChannel(
+                settings.app_channel_address, settings.app_port, settings.app_api_token, settings.app_max_concurrency
+            )
             if settings.app_port
             else None
         )

@@ -1,22 +1,32 @@
-# Everything needs only python3 and make: the first target run creates .venv and installs the project.
-VENV  := .venv
-BIN   := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# Everything needs only python3 and make: the first target run creates .venv and installs what it needs.
+# `make run` installs the runtime with every backend driver (.[all]); `make test` adds the dev tools (.[dev]:
+# pytest, ruff, mypy, the Kafka test broker, perf's charts), which a sidecar never needs.
+VENV      := .venv
+BIN       := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run-stamp
+STAMP     := $(VENV)/.installed-stamp
 
-.PHONY: run test lint install help
+.PHONY: run test lint install install-run help
 help:
 	@echo "make run   - start the sidecar on the embedded default components (ARGS='--app-id x ...')"
 	@echo "make test  - lint, type-check and run the whole test suite"
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || python3 -m venv $(VENV)
+$(BIN)/python:
+	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $(RUN_STAMP)
+
+install-run: $(RUN_STAMP)
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/layotto run $(ARGS)
 
 lint: $(STAMP)

@@ -10,13 +10,23 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 __all__ = ("DEFAULT_RESOURCES_PATH", "Settings")
 
+
+def _embedded_specs() -> Path:
+    """The folder of the ``component_specs`` package: in a checkout, an editable or a wheel install alike."""
+    root = files("component_specs")
+    if not isinstance(root, Path):  # pragma: no cover - a zipped install; pip and the image never make one
+        raise RuntimeError(f"the embedded component_specs must be on a file system, not in {root}")
+    return root
+
+
 #: The embedded default components, used when no ``--resources-path`` is given.
-DEFAULT_RESOURCES_PATH = Path(__file__).resolve().parent.parent / "component_specs"
+DEFAULT_RESOURCES_PATH = _embedded_specs()
 
 
 def _int(value: str | None) -> int | None:

@@ -10,6 +10,7 @@ import difflib
 import importlib
 from dataclasses import dataclass
 
+from building_blocks._common.extras import missing_extra
 from building_blocks.component import Component
 from building_blocks.errors import SpecError
 
@@ -74,6 +75,7 @@ def resolve(component_type: str, version: str = "v1") -> type[Component]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SpecError(f"component type '{component_type}' needs a missing dependency: {exc}") from exc
+        needs = missing_extra(exc) or f"needs a missing dependency: {exc}"
+        raise SpecError(f"component type '{component_type}' {needs}") from exc
     cls: type[Component] = getattr(module, class_name)
     return cls

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from building_blocks._common.extras import missing_extra
 from building_blocks.errors import SpecError
 
 __all__ = (
@@ -63,8 +64,10 @@ class Rule:
         path = path if path.startswith("/") else "/" + path
         if not match.strip():
             return cls("", path)
-        import cel  # only apps with routing rules pay for the CEL runtime (and its start-up cost)
-
+        try:
+            import cel  # only apps with routing rules pay for the CEL runtime (and its start-up cost)
+        except ImportError as exc:
+            raise SpecError(f"routing rule '{match}' {missing_extra(exc) or exc}") from None
         try:
             return cls(match, path, cel.compile(match), needs_of(match))
         except ValueError as exc:

@@ -15,7 +15,9 @@ from app.grpc.dapr.base import Context
 from app.grpc.dapr.configuration import ConfigurationMethods
 from app.grpc.dapr.lock import LockMethods
 from app.grpc.dapr.metadata import MetadataMethods
+from app.grpc.dapr.pubsub import PubSubMethods
 from app.grpc.dapr.secrets import SecretMethods
+from app.grpc.dapr.state import StateMethods
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -44,7 +46,15 @@ def api_of(method: str) -> str:
     return next((api for part, api in _APIS if part in method), method)
 
 
-class DaprService(LockMethods, ConfigurationMethods, SecretMethods, MetadataMethods, dapr_pb2_grpc.DaprServicer):
+class DaprService(
+    StateMethods,
+    PubSubMethods,
+    LockMethods,
+    ConfigurationMethods,
+    SecretMethods,
+    MetadataMethods,
+    dapr_pb2_grpc.DaprServicer,
+):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
 

@@ -187,8 +187,9 @@ def test_api_token_is_required_in_metadata(tmp_path: Path, monkeypatch: pytest.M
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
             assert caught.value.details() == "Unauthorized"
             assert caught.value.error_code() == "Unauthorized"
-        with grpc.insecure_channel(sidecar.grpc_address) as channel:  # health is exempt, as /v1.0/healthz is
-            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)  # type: ignore[attr-defined]  # type: ignore[attr-defined]
+        # health is exempt, as /v1.0/healthz is
+        with grpc.insecure_channel(sidecar.grpc_address) as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)  # type: ignore[attr-defined]
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from app.middleware import FrontDoor
-from app.routers import configuration, health, invoke, lock, metadata, publish, secrets, sequencer, state
+from app.routers import (
+    configuration,
+    health,
+    invoke,
+    lock,
+    metadata,
+    publish,
+    secrets,
+    sequencer,
+    state,
+    unserved,
+)
 from app.routing import RouteTable
 from app.runtime import Runtime
 from app.settings import Settings
@@ -11,7 +22,7 @@ from app.settings import Settings
 __all__ = ("ROUTERS", "create_app")
 
 #: Every router, in the order its routes are tried; what matches none is a service invocation.
-ROUTERS = (health, metadata, state, secrets, publish, lock, sequencer, configuration, invoke)
+ROUTERS = (health, metadata, state, secrets, publish, lock, sequencer, configuration, unserved, invoke)
 
 
 def routes() -> RouteTable:

@@ -52,6 +52,7 @@ class Runtime:
                 environ=settings.environ,
                 advertised_host=settings.advertised_host,
                 internal_port=settings.internal_port if self.app_channel is not None else 0,
+                peer_port=settings.internal_port,
                 configuration_file=settings.config_file,
             )
         )
@@ -126,9 +127,7 @@ class Runtime:
         await self.core.prepare()
         if self.invocation is None:
             core = self.core
-            invoker = Invoker(
-                self.settings, core.resolver, core.resiliency, core.endpoints, self.app_channel, self.app_health
-            )
+            invoker = Invoker(self.settings, core.invocation, self.app_channel, self.app_health)
             self._stack.push_async_callback(invoker.close)
             self.invocation = invoker
 

@@ -29,6 +29,7 @@ from building_blocks.component import Component, ComponentContext, Metadata
 from building_blocks.configuration.block import ConfigurationBlock
 from building_blocks.configuration_spec import ConfigurationSpec, load_configuration
 from building_blocks.errors import LayottoError, SpecError
+from building_blocks.invocation.block import InvocationBlock
 from building_blocks.invocation.endpoints import HttpEndpoint, load_endpoints, resolve_endpoint
 from building_blocks.lock.block import LockBlock
 from building_blocks.nameresolution.base import Instance, NameResolver
@@ -63,6 +64,9 @@ class RuntimeConfig:
     #: Where other sidecars reach this one, registered with the name resolver (port 0: serves no app).
     advertised_host: str = "127.0.0.1"
     internal_port: int = 0
+    #: The port other sidecars' internal listeners are assumed on when a resolver knows only host names (DNS):
+    #: this sidecar's own internal port, even when it serves no app; None = ``internal_port``.
+    peer_port: int | None = None
     #: Dapr's ``--config``: a ``kind: Configuration`` file, read by ``prepare()`` (None: the defaults).
     configuration_file: Path | None = None
 
@@ -112,6 +116,8 @@ class Runtime:
         self.started_at = time.monotonic()
         self.ready_at: float | None = None
         self.on_failure: Callable[[str], None] = lambda reason: None
+        #: Service invocation; its component is the name resolver, its transport comes from the front.
+        self.invocation: InvocationBlock[Any] = InvocationBlock(context)
         self._resolver: NameResolver | None = None
         self._ready = asyncio.Event()
         self._settled = asyncio.Event()
@@ -221,13 +227,16 @@ class Runtime:
         for spec in load_endpoints(resources.others.get("HTTPEndpoint", []), config.app_id):
             self.endpoints[spec.name] = await resolve_endpoint(spec, self._secret)
         resolver = load_resolver(self._resolver_documents(resources), self.context)
-        resolver.bind(Instance(config.app_id, config.namespace, config.advertised_host, config.internal_port))
+        instance = Instance(config.app_id, config.namespace, config.advertised_host, config.internal_port)
+        resolver.bind(instance)
         self._stack.push_async_callback(resolver.close)
         try:
             await resolver.init()
         except LayottoError as exc:
             raise SpecError(f"{resolver.metadata.where}: init failed: {exc}") from None
         self._resolver = resolver
+        peer_port = config.internal_port if config.peer_port is None else config.peer_port
+        self.invocation.configure(resolver, self.resiliency, self.endpoints, instance, peer_port)
 
     def _resolver_documents(self, resources: Resources) -> list[tuple[str, dict[str, Any]]]:
         """Where ``nameResolution`` comes from: the ``--config`` file when it sets one, else the resources."""

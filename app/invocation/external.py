@@ -20,8 +20,8 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpx
 
 from app.http_client import ConnectError, ConnectTimeout, HttpClientError
-from app.invocation.body import RequestBody
-from app.invocation.headers import Headers
+from building_blocks.invocation.body import RequestBody
+from building_blocks.invocation.headers import Headers
 
 __all__ = ("ExternalClient", "ExternalResponse")
 

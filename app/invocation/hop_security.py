@@ -29,9 +29,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.invocation.headers import HOP_TOKEN, Headers
 from app.settings import Settings
 from building_blocks.errors import SpecError
+from building_blocks.invocation.headers import HOP_TOKEN, Headers
 
 __all__ = ("DEFAULT_TOKEN_FILE", "HopSecurity", "per_user_secret")
 

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.http_client import HttpClientError
-from app.invocation.headers import Headers, response_headers
+from building_blocks.invocation.headers import Headers, response_headers
 
 __all__ = ("Relay", "Upstream")
 

@@ -45,7 +45,7 @@ HOP_BY_HOP = frozenset(
 CALLER_ID = b"dapr-caller-app-id"
 CALLER_NAMESPACE = b"dapr-caller-namespace"
 CALLEE = b"dapr-callee-app-id"
-#: The hop's secret (``app.invocation.hop_security``): it authenticates one hop and goes no further.
+#: The hop's secret (checked by the internal listener): it authenticates one hop and goes no further.
 HOP_TOKEN = b"layotto-internal-token"
 #: The marker of the old hop on the public port; never honoured, never passed on.
 _OLD_MARKER = b"layotto-internal-invoke"

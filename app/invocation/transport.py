@@ -1,0 +1,104 @@
+"""The invocation block's transport over HTTP/1.1: the app channel, other sidecars' internal listeners, and
+external services, with each client's failures worded as Go's ``url.Error`` (what daprd reports).
+
+The local app and other sidecars are reached with the lean keep-alive client of ``app.http_client`` (TLS to
+other sidecars when the hop uses mutual TLS); HTTPEndpoints and URLs (possibly https, redirects followed)
+with httpx (``app.invocation.external``, imported on first use).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from typing import TYPE_CHECKING
+
+from app.app_channel import AppChannel
+from app.http_client import ConnectError, ConnectTimeout, HttpClient, HttpClientError, request_target
+from app.invocation.hop_security import HopSecurity
+from app.invocation.relay import Upstream
+from building_blocks.invocation.base import TransportFailed
+from building_blocks.invocation.body import RequestBody
+from building_blocks.invocation.headers import Headers
+from building_blocks.invocation.targets import Target
+from building_blocks.nameresolution.dns import split_address
+
+if TYPE_CHECKING:
+    from app.invocation.external import ExternalClient
+
+__all__ = ("HttpTransport",)
+
+#: No overall deadline (Dapr imposes none); connecting must not hang, though.
+CONNECT_TIMEOUT = 5.0
+
+
+def _go_op(verb: str) -> str:
+    return verb[:1] + verb[1:].lower()
+
+
+def _reason(exc: HttpClientError, address: str) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ConnectTimeout):
+        return f"dial tcp {address}: i/o timeout"
+    if isinstance(exc, ConnectError):
+        refused = "refused" in text.lower() or "all connection attempts failed" in text.lower()
+        return f"dial tcp {address}: connect: {'connection refused' if refused else text}"
+    return text
+
+
+def _url_error(verb: str, url: object, exc: HttpClientError, address: str) -> TransportFailed:
+    return TransportFailed(f'{_go_op(verb)} "{url}": {_reason(exc, address)}', isinstance(exc, ConnectError))
+
+
+class HttpTransport:
+    """Carries the invocation block's calls over HTTP/1.1 (``building_blocks.invocation.base.Transport``)."""
+
+    def __init__(self, channel: AppChannel | None, security: HopSecurity) -> None:
+        self.channel = channel
+        self.has_app = channel is not None
+        self.security = security
+        self._peers = HttpClient(connect_timeout=CONNECT_TIMEOUT, tls=security.client_tls)
+        self._external: ExternalClient | None = None
+
+    async def close(self) -> None:
+        try:
+            await self._peers.aclose()
+        finally:
+            if self._external is not None:
+                await self._external.aclose()
+
+    def hop_headers(self) -> Headers:
+        return self.security.headers()
+
+    async def app(self, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody) -> Upstream:
+        channel = self.channel
+        assert channel is not None, "the block checks has_app first"
+        target = channel.target(method, query)
+        content: bytes | AsyncIterable[bytes] = body.content()
+        try:
+            return await channel.send(verb, target, headers, content, body.length)
+        except HttpClientError as exc:
+            raise _url_error(verb, channel.url(target), exc, f"{channel.address}:{channel.port}") from None
+
+    async def peer(
+        self, address: str, verb: str, path: str, query: bytes, headers: Headers, body: RequestBody
+    ) -> Upstream:
+        host, port = split_address(address)
+        try:
+            return await self._peers.request(
+                verb, host, port, request_target(path, query), headers, body.content(), body.length
+            )
+        except HttpClientError as exc:
+            raise TransportFailed(_reason(exc, address), isinstance(exc, ConnectError)) from None
+
+    async def external(
+        self, target: Target, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody
+    ) -> Upstream:
+        if self._external is None:
+            from app.invocation.external import ExternalClient
+
+            self._external = ExternalClient()
+        url = self._external.url(target.base_url, method, query)
+        try:
+            return await self._external.send(verb, url, headers, body)
+        except HttpClientError as exc:
+            address = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+            raise _url_error(verb, url, exc, address) from None

@@ -1,0 +1,254 @@
+"""The Invocation building block: where a call goes, who it says it comes from, how often it is tried.
+
+    own app id        -> the local app
+    other app id      -> its sidecar, found by the name resolver (the block's component), on its internal
+                         listener (the hop), with the hop's credentials, never the app's API token; that
+                         sidecar delivers to its app
+    URL / HTTPEndpoint -> the external service
+
+The caller identity the app sees (``dapr-caller-app-id``, ``dapr-caller-namespace``, ``dapr-callee-app-id``)
+is always set by a sidecar: by this one for its own app's calls (``invoke``, whatever the client sent), by
+the calling sidecar for hops (``serve_hop``, which only the authenticated internal listener calls).
+
+Resiliency (``targets.apps.<id>``) wraps every attempt (``building_blocks.invocation.policy``); a sidecar
+that cannot be reached is left for the next instance the resolver knows. Failures become
+``InvocationFailed`` (500 ``ERR_DIRECT_INVOKE``). The bytes travel over a ``Transport`` the front supplies.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Generic
+from urllib.parse import quote
+
+from building_blocks.block import Block
+from building_blocks.component import ComponentContext
+from building_blocks.errors import InvocationFailed, LayottoError
+from building_blocks.invocation.base import MISROUTED, Call, R, Transport, TransportFailed
+from building_blocks.invocation.body import REPLAY_LIMIT, SMALL_BODY
+from building_blocks.invocation.endpoints import HttpEndpoint
+from building_blocks.invocation.headers import (
+    CALLER_ID,
+    CALLER_NAMESPACE,
+    Headers,
+    first,
+    forwardable,
+    identity,
+    trace_parent,
+)
+from building_blocks.invocation.policy import AttemptFailed, run
+from building_blocks.invocation.targets import Target, TargetKind, normalize_method, parse_target
+from building_blocks.nameresolution.base import Instance, NameResolver
+from building_blocks.nameresolution.directory import Directory
+from building_blocks.resiliency import NO_POLICY, CircuitBreaker, Resiliency, TargetPolicy
+
+__all__ = ("InvocationBlock", "Misrouted")
+
+log = logging.getLogger("layotto.invocation")
+
+
+class Misrouted(LayottoError):
+    """A hop for an app id this sidecar does not serve (the caller's registry row is stale)."""
+
+    def __init__(self, target: str, app_id: str) -> None:
+        super().__init__(f"failed to invoke, id: {target}, err: this sidecar serves app id {app_id}")
+
+
+class InvocationBlock(Block[NameResolver, None], Generic[R]):
+    """Service invocation over the loaded name resolver; ``bind`` gives it its transport and settings."""
+
+    kind = "name resolver"
+    type_prefix = "nameresolution"
+    component_base = NameResolver
+
+    def __init__(self, context: ComponentContext) -> None:
+        super().__init__(context)
+        self.resiliency = Resiliency()
+        self.endpoints: dict[str, HttpEndpoint] = {}
+        self.instance = Instance(context.app_id, context.namespace, "127.0.0.1", 0)
+        self.hostname = socket.gethostname()
+        self._directory: Directory | None = None
+        self._transport: Transport[R] | None = None
+        self._healthy: Callable[[], bool] = lambda: True
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    # -- set-up ---------------------------------------------------------------------------------------------
+
+    @property
+    def resolver(self) -> NameResolver:
+        return next(iter(self.components.values()))
+
+    def configure(
+        self,
+        resolver: NameResolver,
+        resiliency: Resiliency,
+        endpoints: Mapping[str, HttpEndpoint],
+        instance: Instance,
+        peer_port: int,
+    ) -> None:
+        """The domain's part (from the runtime's specs): the resolver, policies, HTTPEndpoints, this sidecar,
+        and the port to assume for sidecars a resolver knows only by host name."""
+        self.entries.clear()
+        self.add(resolver, resolver.metadata.where)
+        self.resiliency = resiliency
+        self.endpoints = dict(endpoints)
+        self.instance = instance
+        self._directory = Directory(resolver, peer_port)
+
+    def bind(self, transport: Transport[R], healthy: Callable[[], bool] | None = None) -> None:
+        """The front's part: what carries the calls, and whether the app is healthy (app health checks)."""
+        self._transport = transport
+        self._healthy = healthy or (lambda: True)
+
+    @property
+    def ready(self) -> bool:
+        return self._transport is not None and self._directory is not None
+
+    def _breaker(self, target: str, policy: TargetPolicy) -> CircuitBreaker | None:
+        if policy.circuit_breaker is None:
+            return None
+        breaker = self._breakers.get(target)
+        if breaker is None:
+            breaker = self._breakers[target] = CircuitBreaker(policy.circuit_breaker)
+        return breaker
+
+    # -- the API --------------------------------------------------------------------------------------------
+
+    async def invoke(self, raw_target: str, method: str, call: Call) -> R:
+        """A call from this sidecar's app (or any client of its API): the identity is set here."""
+        method = normalize_method(raw_target, method)
+        target = parse_target(raw_target, self.instance.app_id, self.instance.namespace, self.endpoints)
+        return await self._invoke(raw_target, target, method, call, self.resiliency.app(raw_target), None)
+
+    async def serve_hop(self, raw_target: str, method: str, call: Call) -> R:
+        """A call another sidecar forwards, for this sidecar's app only; its caller is that sidecar's app.
+
+        Only the authenticated internal listener calls this. Resiliency was applied by the calling sidecar.
+        A hop meant for another app raises ``Misrouted``, so the caller tries the next instance."""
+        method = normalize_method(raw_target, method)
+        target = parse_target(raw_target, self.instance.app_id, self.instance.namespace, self.endpoints)
+        if target.kind is not TargetKind.LOCAL:
+            raise Misrouted(raw_target, self.instance.app_id)
+        headers = call.headers
+        caller = identity(first(headers, CALLER_NAMESPACE), first(headers, CALLER_ID), self.instance.app_id.encode())
+        return await self._invoke(raw_target, target, method, call, NO_POLICY, caller)
+
+    async def _invoke(
+        self, raw_target: str, target: Target, method: str, call: Call, policy: TargetPolicy, caller: Headers | None
+    ) -> R:
+        if call.verb == "CONNECT":
+            raise InvocationFailed(raw_target, "rpc error: code = InvalidArgument desc = invalid HTTP verb")
+        body = call.body
+        retried = policy.retry is not None and policy.retry.max_retries != 0
+        await body.buffer(REPLAY_LIMIT if retried else SMALL_BODY)
+        attempt = self._attempt(target, method, call, caller)
+        try:
+            return await run(
+                raw_target,
+                policy,
+                self._breaker(raw_target, policy),
+                attempt,
+                lambda: body.replayable,
+                built_in=target.kind is TargetKind.REMOTE and policy is NO_POLICY,
+            )
+        except AttemptFailed as failure:
+            raise InvocationFailed(raw_target, failure.reason) from None
+
+    def _attempt(self, target: Target, method: str, call: Call, caller: Headers | None) -> Callable[[], Awaitable[R]]:
+        """One attempt's call; ``caller``: the identity a hop brought (``None``: this sidecar's app calls)."""
+        transport = self._transport
+        if transport is None:
+            raise InvocationFailed(target.app_id or target.base_url, "invoke API is not ready")
+        headers = call.headers
+        trace = [(b"traceparent", trace_parent(headers))]
+        if target.kind is TargetKind.LOCAL:
+            out = forwardable(headers) + (caller or self._identity(self.instance.app_id)) + trace
+            return lambda: self._local(transport, method, call, out)
+        if target.kind is TargetKind.REMOTE:
+            out = forwardable(headers) + self._identity(target.app_id) + self._forwarded() + trace
+            out += transport.hop_headers()
+            return lambda: self._remote(transport, target, method, call, out)
+        replaced = {name.lower().encode() for name, _ in target.headers}
+        out = [h for h in forwardable(headers) if h[0] not in replaced] + trace
+        out += [(name.encode(), value.encode()) for name, value in target.headers]
+        return lambda: self._external(transport, target, method, call, out)
+
+    def _identity(self, callee: str) -> Headers:
+        return identity(self.instance.namespace.encode(), self.instance.app_id.encode(), callee.encode())
+
+    def _forwarded(self) -> Headers:
+        host = self.instance.host
+        by = f'"[{host}]"' if ":" in host else host
+        return [
+            (b"x-forwarded-for", host.encode()),
+            (b"x-forwarded-host", self.hostname.encode()),
+            (b"forwarded", f"for={by};by={by};host={self.hostname}".encode()),
+        ]
+
+    @staticmethod
+    async def _classify(reply: R, call: Call) -> R:
+        """2xx/3xx pass; an error answer is a failed attempt, buffered when the request may be retried."""
+        status = reply.status_code
+        if 200 <= status < 400:
+            return reply
+        reason = f"received non-successful status code in response: {status}"
+        if not call.body.replayable:
+            raise AttemptFailed(reason, status=status, result=reply, permanent=True)
+        try:
+            await reply.aread()
+        finally:
+            await reply.aclose()
+        raise AttemptFailed(reason, status=status, result=reply)
+
+    async def _local(self, transport: Transport[R], method: str, call: Call, headers: Headers) -> R:
+        if not transport.has_app:
+            raise AttemptFailed("cannot invoke local endpoint: app channel not initialized", permanent=True)
+        if not self._healthy():
+            raise AttemptFailed("rpc error: code = Internal desc = app is not in a healthy state")
+        try:
+            reply = await transport.app(call.verb, method, call.query, headers, call.body)
+        except TransportFailed as exc:
+            raise AttemptFailed(exc.reason) from None
+        return await self._classify(reply, call)
+
+    async def _external(self, transport: Transport[R], target: Target, method: str, call: Call, headers: Headers) -> R:
+        try:
+            reply = await transport.external(target, call.verb, method, call.query, headers, call.body)
+        except TransportFailed as exc:
+            raise AttemptFailed(exc.reason) from None
+        return await self._classify(reply, call)
+
+    async def _remote(self, transport: Transport[R], target: Target, method: str, call: Call, headers: Headers) -> R:
+        directory = self._directory
+        assert directory is not None, "configure() comes first"
+        try:
+            candidates = await directory.candidates(target.app_id, target.namespace)
+        except LayottoError as exc:
+            raise AttemptFailed(str(exc)) from None
+        app = f"{target.app_id}.{target.namespace}" if target.namespace else target.app_id
+        # Escaped so that the callee's one unescape gives back this very method (``%`` and all).
+        path = f"/v1.0/invoke/{quote(app, safe='')}/method/{quote(method, safe='/')}"
+        body = call.body
+        reason = ""
+        for address in candidates:
+            try:
+                reply = await transport.peer(address, call.verb, path, call.query, headers, body)
+            except TransportFailed as exc:
+                directory.failed(address)
+                reason = f"connection error: {exc.reason}"
+                log.info("sidecar of %s at %s failed: %s", target.app_id, address, reason)
+                if exc.connect_failed and body.replayable:
+                    continue  # nothing was sent: try the next instance now
+                raise AttemptFailed(reason, unavailable=True) from None
+            if reply.header(MISROUTED):
+                await reply.aclose()
+                directory.failed(address)
+                reason = f"the sidecar at {address} no longer serves {target.app_id}"
+                if body.replayable:
+                    continue
+                raise AttemptFailed(reason, unavailable=True)
+            directory.succeeded(address)
+            return await self._classify(reply, call)
+        raise AttemptFailed(reason, unavailable=True)

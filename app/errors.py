@@ -39,6 +39,7 @@ from building_blocks.errors import (
     Operation,
     OperationFailed,
     PublishMetadataInvalid,
+    SecretDenied,
     TooManyOperations,
     TopicForbidden,
     UnsupportedOperation,
@@ -375,6 +376,10 @@ def _topic_forbidden(error: TopicForbidden, app_id: str) -> WireError:
     return _pubsub_error(403, "ERR_PUBSUB_FORBIDDEN", "DAPR_PUBSUB_FORBIDDEN", error.pubsub, str(error), metadata)
 
 
+def _secret_denied(error: SecretDenied, app_id: str) -> WireError:
+    return WireError(403, "ERR_PERMISSION_DENIED", str(error))
+
+
 def _publish_metadata(error: PublishMetadataInvalid, app_id: str) -> WireError:
     metadata = {"appID": app_id, "topic": error.topic}
     return _pubsub_error(
@@ -444,6 +449,7 @@ _RENDERERS: dict[type[Exception], Callable[[Any, str], WireError]] = {
     InvocationFailed: _invocation_failed,
     FeatureNotSupported: _not_supported,
     TopicForbidden: _topic_forbidden,
+    SecretDenied: _secret_denied,
     PublishMetadataInvalid: _publish_metadata,
     EventInvalid: _event_invalid,
     BulkEventsInvalid: _bulk_invalid,

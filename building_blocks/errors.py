@@ -14,6 +14,7 @@
     ├── AppChannelMissing          an API needs the app channel and the sidecar has none (no --app-port)
     ├── InvocationFailed           a service invocation could not reach its target (resolution, network, policy)
     ├── TopicForbidden             topic scoping refuses this app the topic
+    ├── SecretDenied               the Configuration's secret scopes refuse this app the secret
     ├── PublishMetadataInvalid     a publish request's metadata can't be understood (rawPayload=maybe)
     ├── EventInvalid               a CloudEvent can't be built from the request
     ├── BulkEventsInvalid          a bulk publish body or entry is malformed
@@ -57,6 +58,7 @@ __all__ = (
     "OperationFailed",
     "PublishMetadataInvalid",
     "QueryTooComplex",
+    "SecretDenied",
     "SpecError",
     "TooManyOperations",
     "TopicForbidden",
@@ -143,6 +145,22 @@ class TopicForbidden(LayottoError):
         super().__init__(f"topic {topic} is not allowed for app id {app_id}")
         self.pubsub = pubsub
         self.topic = topic
+
+
+class SecretDenied(LayottoError):
+    """``spec.secrets.scopes`` of the Configuration refuse the app secret ``key`` of ``store``."""
+
+    def __init__(self, store: str, key: str) -> None:
+        super().__init__(f"access denied by policy to get {_go_quote(key)} from {_go_quote(store)}")
+        self.store = store
+        self.key = key
+
+
+def _go_quote(text: str) -> str:
+    """Go's ``%q`` of ``text`` for what names hold (quotes, backslashes and control characters escaped)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
+    return f'"{escaped}"'
 
 
 class PublishMetadataInvalid(LayottoError):
@@ -285,6 +303,7 @@ CLIENT_MISTAKES: tuple[type[LayottoError], ...] = (
     InvalidRequest,
     ComponentNotFound,
     TopicForbidden,
+    SecretDenied,
     PublishMetadataInvalid,
     EventInvalid,
     BulkEventsInvalid,

@@ -40,7 +40,7 @@ from building_blocks.pubsub.subscriptions import SubscriptionSpec, from_declarat
 from building_blocks.registry import block_of, resolve
 from building_blocks.resiliency import Resiliency
 from building_blocks.resiliency_layer import install as install_resiliency
-from building_blocks.secretstores.block import SecretBlock
+from building_blocks.secretstores.block import SecretBlock, secret_scopes
 from building_blocks.sequencer.block import SequencerBlock
 from building_blocks.specs import ComponentSpec, Resources, load_resources, resolve_metadata
 from building_blocks.state.base import Feature as StateFeature
@@ -178,7 +178,7 @@ class Runtime:
 
     async def _secret(self, store: str, name: str, key: str) -> str:
         try:
-            secret = await self.secrets.get(store, name)
+            secret = await self.secrets.get(store, name, scoped=False)  # the runtime's read, not the app's
         except LayottoError as exc:
             raise SpecError(f"secretKeyRef {name}/{key} in secret store {store}: {exc}") from None
         if key not in secret:
@@ -192,6 +192,7 @@ class Runtime:
         config = self.config
         if config.configuration_file is not None:
             self.configuration_spec = load_configuration(config.configuration_file)
+        self.secrets.set_scopes(secret_scopes(self.configuration_spec.secret_scopes))
         resources = load_resources(config.resources_paths, config.app_id)
         self.resiliency = Resiliency.load(resources.others.get("Resiliency", []), config.app_id)
         self.declared_subscriptions = from_declarations(resources.others.get("Subscription", []), config.app_id)

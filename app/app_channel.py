@@ -15,8 +15,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterable, Mapping
+from time import perf_counter
+from typing import TYPE_CHECKING
 
 from app.http_client import HttpClient, ReadTimeout, Response, request_target
+
+if TYPE_CHECKING:
+    from app.observability.metrics import DaprMetrics
 
 __all__ = ("AppChannel",)
 
@@ -38,6 +43,8 @@ class AppChannel:
         self.api_token = api_token
         self._token = [(b"dapr-api-token", api_token.encode())] if api_token else []
         self._http = HttpClient(connect_timeout=CONNECT_TIMEOUT)
+        #: Dapr's HTTP client metrics (``app.observability``); None: not measured, at no cost.
+        self.metrics: DaprMetrics | None = None
         #: ``--app-max-concurrency`` (-1, the default, or 0: no limit and no cost).
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
         host = f"[{address}]" if ":" in address else address
@@ -56,6 +63,26 @@ class AppChannel:
         be made or times out (``ReadTimeout``, waiting for a slot included). ``path`` may carry a query
         (``/path?a=1``). A health ``probe`` takes no ``--app-max-concurrency`` slot.
         """
+        if self.metrics is None:
+            return await self._request(method, path, content, headers, timeout, probe)
+        started, status, received = perf_counter(), 500, 0  # 500: no answer, as daprd counts it
+        try:
+            answer = await self._request(method, path, content, headers, timeout, probe)
+            status, received = answer.status_code, len(answer.content)
+            return answer
+        finally:
+            seconds = perf_counter() - started
+            self.metrics.app_call(method, path.partition("?")[0], status, len(content or b""), received, seconds, probe)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+        probe: bool,
+    ) -> Response:
         path, _, query = path.partition("?")
         raw = [(name.lower().encode("latin-1"), value.encode()) for name, value in (headers or {}).items()]
         target = request_target(path, query.encode("latin-1"))
@@ -103,6 +130,18 @@ class AppChannel:
         """
         if self._token:
             headers = headers + self._token
+        if self.metrics is not None:
+            return await self.metrics.measured_send(self._send, method, target, headers, body, length)
+        return await self._send(method, target, headers, body, length)
+
+    async def _send(
+        self,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | AsyncIterable[bytes],
+        length: int | None,
+    ) -> Response:
         if self._slots is None:
             return await self._http.request(method, self.address, self.port, target, headers, body, length)
         async with self._slots:

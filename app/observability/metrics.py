@@ -1,0 +1,380 @@
+"""Dapr's metrics catalogue (names, help, labels, buckets as daprd registers them) and what records into it.
+
+Names follow daprd's Prometheus exposition exactly, so Dapr's Grafana dashboards work unchanged. Where Dapr
+has no metric (lock, sequencer), Layotto's own follow the same style under ``layotto_``. The HTTP server
+metrics are recorded by ``app.observability.front``, component calls by ``MetricsLayer`` (one ``Layer`` on
+every block), the app channel, pub/sub deliveries and service invocation by small hooks calling the methods
+here. Everything runs on the event loop: a record is a few dict updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
+from time import perf_counter
+from typing import TYPE_CHECKING, TypeVar
+
+from app.observability.instruments import Counter, Gauge, Histogram, Instrument, exposition
+from app.observability.paths import PathLabels
+from building_blocks.block import ComponentCall, LayerOrder
+from building_blocks.configuration_spec import MetricsSpec
+from building_blocks.errors import Operation
+
+__all__ = ("SIZE_BUCKETS", "DaprMetrics", "MetricsLayer")
+
+if TYPE_CHECKING:
+    from app.http_client import Response
+
+T = TypeVar("T")
+Send = Callable[
+    [str, bytes, list[tuple[bytes, bytes]], "bytes | AsyncIterable[bytes]", "int | None"], Awaitable["Response"]
+]
+
+#: daprd's ``defaultSizeDistribution``, in bytes.
+SIZE_BUCKETS = (
+    1024, 2048, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864, 268435456, 1073741824, 4294967296,
+)  # fmt: skip
+_VERBS = frozenset({"GET", "PUT", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE"})
+_COMPONENT = ("component", "namespace", "operation", "success")
+
+#: Operation -> (the metric family of its block, the ``operation`` label daprd uses). Publishing is egress.
+_OPERATIONS: dict[Operation, tuple[str, str]] = {
+    Operation.STATE_GET: ("state", "get"),
+    Operation.STATE_SAVE: ("state", "set"),
+    Operation.STATE_DELETE: ("state", "delete"),
+    Operation.STATE_BULK_GET: ("state", "bulk_get"),
+    Operation.STATE_TRANSACTION: ("state", "transaction"),
+    Operation.STATE_QUERY: ("state", "query"),
+    Operation.SECRET_GET: ("secret", "get"),
+    Operation.SECRET_BULK_GET: ("secret", "bulk_get"),
+    Operation.CONFIGURATION_GET: ("configuration", "get"),
+    Operation.CONFIGURATION_SUBSCRIBE: ("configuration", "subscribe"),
+    Operation.CONFIGURATION_UNSUBSCRIBE: ("configuration", "unsubscribe"),
+    Operation.CONFIGURATION_SAVE: ("configuration", "save"),
+    Operation.CONFIGURATION_DELETE: ("configuration", "delete"),
+    Operation.LOCK_TRY: ("lock", "try_lock"),
+    Operation.LOCK_UNLOCK: ("lock", "unlock"),
+    Operation.LOCK_RENEW: ("lock", "renew"),
+    Operation.SEQUENCER_NEXT_ID: ("sequencer", "next_id"),
+    Operation.SEQUENCER_SEGMENT: ("sequencer", "segment"),
+}
+#: The families of component calls: Dapr's where Dapr has one, Layotto's in the same style where not.
+_FAMILIES = {
+    "state": "dapr_component_state",
+    "secret": "dapr_component_secret",
+    "configuration": "dapr_component_configuration",
+    "lock": "layotto_component_lock",
+    "sequencer": "layotto_component_sequencer",
+}
+
+
+class DaprMetrics:
+    """Every instrument of one sidecar, and the methods that record into them."""
+
+    def __init__(self, app_id: str, namespace: str, spec: MetricsSpec) -> None:
+        self.app_id = app_id
+        self.namespace = namespace
+        self.paths = PathLabels(spec.http)
+        self.exclude_verbs = spec.http.exclude_verbs
+        self.legacy = spec.http.legacy_paths
+        latency = spec.latency_buckets_ms
+        server = ("method", "path", "status")
+        self.server_requests = Counter(
+            "dapr_http_server_request_count", "The number of HTTP requests started in server.", server
+        )
+        self.server_latency = Histogram(
+            "dapr_http_server_latency", "HTTP request end-to-end latency in server.", server, latency
+        )
+        self.server_responses = Counter("dapr_http_server_response_count", "The number of HTTP responses", server)
+        self.server_request_bytes = Histogram(
+            "dapr_http_server_request_bytes", "HTTP request size in bytes in server.", (), SIZE_BUCKETS
+        )
+        self.server_response_bytes = Histogram(
+            "dapr_http_server_response_bytes", "HTTP response size in bytes in server.", (), SIZE_BUCKETS
+        )
+        self.client_sent_bytes = Histogram(
+            "dapr_http_client_sent_bytes",
+            "Total bytes sent in request body (not including headers)",
+            server,
+            SIZE_BUCKETS,
+        )
+        self.client_received_bytes = Histogram(
+            "dapr_http_client_received_bytes",
+            "Total bytes received in response bodies (not including headers)",
+            (),
+            SIZE_BUCKETS,
+        )
+        self.client_latency = Histogram(
+            "dapr_http_client_roundtrip_latency",
+            "Time between first byte of request headers sent to last byte of response received, or terminal error",
+            server,
+            latency,
+        )
+        self.client_completed = Counter("dapr_http_client_completed_count", "Count of completed requests", server)
+        self.health_probes = Counter(
+            "dapr_http_healthprobes_completed_count", "Count of completed health probes", ("status",)
+        )
+        self.health_probe_latency = Histogram(
+            "dapr_http_healthprobes_roundtrip_latency",
+            "Time between first byte of health probes headers sent to "
+            "last byte of response received, or terminal error",
+            ("status",),
+            latency,
+        )
+        self.components: dict[str, tuple[Counter, Histogram]] = {
+            family: (
+                Counter(f"{prefix}_count", f"The number of {family} operations performed by the component", _COMPONENT),
+                Histogram(
+                    f"{prefix}_latencies",
+                    f"The latency of the {family} operation performed by the component",
+                    _COMPONENT,
+                    latency,
+                ),
+            )
+            for family, prefix in _FAMILIES.items()
+        }
+        egress = ("component", "namespace", "success", "topic")
+        ingress = ("component", "namespace", "process_status", "topic", "status")
+        self.egress_count = Counter(
+            "dapr_component_pubsub_egress_count",
+            "The number of outgoing messages published to the pub/sub component",
+            egress,
+        )
+        self.egress_latency = Histogram(
+            "dapr_component_pubsub_egress_latencies",
+            "The latency of the response from the pub/sub component",
+            egress,
+            latency,
+        )
+        self.ingress_count = Counter(
+            "dapr_component_pubsub_ingress_count",
+            "The number of incoming messages arriving from the pub/sub component",
+            ingress,
+        )
+        self.ingress_latency = Histogram(
+            "dapr_component_pubsub_ingress_latencies", "The consuming app event processing latency", ingress, latency
+        )
+        self.invocation_req_sent = Counter(
+            "dapr_runtime_service_invocation_req_sent_total",
+            "The number of requests sent via service invocation.",
+            ("dst_app_id", "type"),
+        )
+        self.invocation_req_recv = Counter(
+            "dapr_runtime_service_invocation_req_recv_total",
+            "The number of requests received via service invocation.",
+            ("src_app_id",),
+        )
+        self.invocation_res_sent = Counter(
+            "dapr_runtime_service_invocation_res_sent_total",
+            "The number of responses sent via service invocation.",
+            ("dst_app_id", "status"),
+        )
+        self.invocation_res_recv = Counter(
+            "dapr_runtime_service_invocation_res_recv_total",
+            "The number of responses received via service invocation.",
+            ("src_app_id", "status", "type"),
+        )
+        self.invocation_res_recv_latency = Histogram(
+            "dapr_runtime_service_invocation_res_recv_latency_ms",
+            "The latency of service invocation response.",
+            ("src_app_id", "status"),
+            latency,
+        )
+        self.component_loaded = Counter(
+            "dapr_runtime_component_loaded", "The number of successfully loaded components.", ()
+        )
+        self.component_init = Counter(
+            "dapr_runtime_component_init_total", "The number of initialized components.", ("component",)
+        )
+        self.component_init_fail = Counter(
+            "dapr_runtime_component_init_fail_total",
+            "The number of component initialization failures.",
+            ("component", "reason", "componentName"),
+        )
+        resiliency = ("name", "policy", "namespace", "flow_direction", "target", "status")
+        self.resiliency_loaded = Counter(
+            "dapr_resiliency_loaded", "Number of resiliency policies loaded.", ("name", "namespace")
+        )
+        self.resiliency_activations = Counter(
+            "dapr_resiliency_activations_total",
+            "Number of times a resiliency policyKey has been activated in a "
+            "building block after a failure or after a state change.",
+            resiliency,
+        )
+        self.resiliency_cb_state = Gauge(
+            "dapr_resiliency_cb_state",
+            "A resiliency policy's current CircuitBreakerState state. 0 is closed, "
+            "1 is half-open, 2 is open, and -1 is unknown.",
+            resiliency,
+        )
+        self.error_codes = Counter(
+            "dapr_error_code_total",
+            "Number of times an error with a specific error code was encountered.",
+            ("error_code", "category"),
+        )
+        self.record_error_codes = spec.record_error_codes
+        for rule in spec.rules:
+            for instrument in self.instruments():
+                if instrument.name == rule.name:
+                    for label in rule.labels:
+                        instrument.add_rule(label.name, label.regex)
+
+    def instruments(self) -> Iterator[Instrument]:
+        for value in vars(self).values():
+            if isinstance(value, Instrument):
+                yield value
+            elif isinstance(value, dict):
+                for pair in value.values():
+                    if isinstance(pair, tuple):
+                        yield from (item for item in pair if isinstance(item, Instrument))
+
+    def exposition(self) -> str:
+        return exposition(self.instruments(), self.app_id)
+
+    def _method(self, method: str) -> str:
+        if self.exclude_verbs:
+            return ""
+        return method if method in _VERBS else "UNKNOWN"
+
+    # ---- the HTTP API (server) and the app channel (client) ----------------------------------------------
+
+    def http_server(
+        self, method: str, path: str, status: int, request_bytes: int, response_bytes: int, seconds: float
+    ) -> None:
+        """One API request: ``seconds`` end to end; latency in whole milliseconds, as daprd truncates it."""
+        labels = (self._method(method), self.paths.label(path), str(status))
+        self.server_requests.inc(labels)
+        self.server_latency.observe(labels, int(seconds * 1000))
+        if self.legacy:
+            self.server_responses.inc(labels)
+        self.server_request_bytes.observe((), max(request_bytes, 0))
+        self.server_response_bytes.observe((), response_bytes)
+
+    def http_client(self, method: str, path: str, status: int, sent: int, received: int, seconds: float) -> None:
+        """One call into the app (``status`` 500 when it gave no answer, as daprd reports it)."""
+        method, path = self._method(method), self.paths.label(path)
+        labels = (method, path, str(status))
+        self.client_sent_bytes.observe((method, path, ""), sent)
+        self.client_received_bytes.observe((), received)
+        self.client_latency.observe(labels, int(seconds * 1000))
+        self.client_completed.inc(labels)
+
+    def app_call(self, method: str, path: str, status: int, sent: int, received: int, seconds: float,
+                 probe: bool) -> None:  # fmt: skip
+        """One request of the app channel: a health probe, or a call counted as daprd's HTTP client does."""
+        if probe:
+            self.health_probe(status, seconds)
+        else:
+            self.http_client(method, path, status, sent, received, seconds)
+
+    async def measured_send(self, send: Send, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
+                            body: bytes | AsyncIterable[bytes], length: int | None) -> Response:  # fmt: skip
+        """An invocation into the app through ``send``, measured until its answer's head (the body streams on;
+        its size is the answer's ``content-length``, when it has one)."""
+        started, status, received = perf_counter(), 500, 0
+        try:
+            answer = await send(method, target, headers, body, length)
+            status = answer.status_code
+            size = answer.header("content-length")
+            received = int(size) if size is not None and size.isdigit() else 0
+            return answer
+        finally:
+            sent = len(body) if isinstance(body, bytes) else (length or 0)
+            path = target.partition(b"?")[0].decode("latin-1")
+            self.http_client(method, path, status, sent, received, perf_counter() - started)
+
+    def health_probe(self, status: int, seconds: float) -> None:
+        labels = (str(status),)
+        self.health_probes.inc(labels)
+        self.health_probe_latency.observe(labels, int(seconds * 1000))
+
+    # ---- components -------------------------------------------------------------------------------------
+
+    def component(self, call: ComponentCall, success: bool, seconds: float) -> None:
+        """One component call (latency in fractional milliseconds, recorded only when positive, as daprd)."""
+        if call.operation is Operation.PUBSUB_PUBLISH:
+            self.egress(call.store, call.key, success, seconds)
+            return
+        found = _OPERATIONS.get(call.operation)
+        if found is None:
+            return
+        family, operation = found
+        count, latency = self.components[family]
+        labels = (call.store, self.namespace, operation, "true" if success else "false")
+        count.inc(labels)
+        if seconds > 0:
+            latency.observe(labels, seconds * 1000)
+
+    def egress(self, pubsub: str, topic: str, success: bool, seconds: float) -> None:
+        labels = (pubsub, self.namespace, "true" if success else "false", topic)
+        self.egress_count.inc(labels)
+        if seconds > 0:
+            self.egress_latency.observe(labels, seconds * 1000)
+
+    def ingress(self, pubsub: str, topic: str, process_status: str, seconds: float) -> None:
+        """One delivery to the app: ``process_status`` success, retry or drop (a drop's ``status`` is success)."""
+        status = "success" if process_status == "drop" else process_status
+        labels = (pubsub, self.namespace, process_status, topic, status)
+        self.ingress_count.inc(labels)
+        if seconds > 0:
+            self.ingress_latency.observe(labels, seconds * 1000)
+
+    def init_component(self, component_type: str, name: str, failure: str | None) -> None:
+        """A component initialised (or not: ``failure`` is daprd's reason, ``creation`` or ``init``)."""
+        if failure is None:
+            self.component_init.inc((component_type,))
+            self.component_loaded.inc(())
+        else:
+            self.component_init_fail.inc((component_type, failure, name))
+
+    # ---- service invocation -----------------------------------------------------------------------------
+
+    def invocation_sent(self, target: str) -> None:
+        self.invocation_req_sent.inc((target, "unary"))
+
+    def invocation_answered(self, target: str, status: int, seconds: float) -> None:
+        self.invocation_res_recv.inc((target, str(status), "unary"))
+        self.invocation_res_recv_latency.observe((target, str(status)), seconds * 1000)
+
+    def invocation_received(self, caller: str) -> None:
+        self.invocation_req_recv.inc((caller,))
+
+    def invocation_responded(self, caller: str, status: int) -> None:
+        self.invocation_res_sent.inc((caller, str(status)))
+
+    # ---- resiliency ---------------------------------------------------------------------------------------
+
+    def resiliency_activated(
+        self, name: str, policy: str, target: str, status: str = "", direction: str = "outbound"
+    ) -> None:
+        """A policy acted: a timeout fired, a retry was made, a circuit breaker changed state (``status``)."""
+        labels = (name, policy, self.namespace, direction, target, status)
+        self.resiliency_activations.inc(labels)
+        if policy == "circuitbreaker":
+            for state in ("closed", "half-open", "open", "unknown"):
+                self.resiliency_cb_state.set(
+                    (name, policy, self.namespace, direction, target, state), 1.0 if state == status else 0.0
+                )
+
+    def error_code(self, code: str, category: str) -> None:
+        if self.record_error_codes:
+            self.error_codes.inc((code, category))
+
+
+class MetricsLayer:
+    """Component call counts and latencies around every component call (``LayerOrder.METRICS``): the time a
+    client waits, retries included."""
+
+    order = LayerOrder.METRICS
+
+    def __init__(self, metrics: DaprMetrics) -> None:
+        self.metrics = metrics
+
+    async def __call__(self, call: ComponentCall, proceed: Callable[[], Awaitable[T]]) -> T:
+        started = perf_counter()
+        try:
+            result = await proceed()
+        except BaseException:
+            self.metrics.component(call, False, perf_counter() - started)
+            raise
+        self.metrics.component(call, True, perf_counter() - started)
+        return result

@@ -1,0 +1,82 @@
+"""What the sidecar observes, decided once at start-up from the flags and the ``--config`` file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from app.app_channel import AppChannel
+from app.observability.metrics import DaprMetrics, MetricsLayer
+from app.observability.server import MetricsServer
+from app.settings import Settings
+from building_blocks.configuration_spec import ConfigurationSpec
+from building_blocks.runtime import Runtime as Core
+
+__all__ = ("Observability", "wanted")
+
+log = logging.getLogger("layotto.runtime")
+
+
+def wanted(settings: Settings) -> bool:
+    """Whether the front door must measure at all: known from the flags alone (the file may switch parts off)."""
+    return settings.enable_metrics or bool(settings.enable_api_logging) or settings.config_file is not None
+
+
+@dataclass(slots=True)
+class Observability:
+    """The parts switched on (None = off)."""
+
+    metrics: DaprMetrics | None = None
+    metrics_server: MetricsServer | None = None
+
+    @classmethod
+    def configure(cls, settings: Settings, spec: ConfigurationSpec) -> Observability:
+        metrics = None
+        if settings.enable_metrics and spec.metrics.enabled:
+            metrics = DaprMetrics(settings.app_id, settings.namespace, spec.metrics)
+            if spec.metrics.http.increased_cardinality is None and spec.source:
+                log.warning(
+                    "%s: spec.metrics.http.increasedCardinality is not set: the path label keeps every path "
+                    "(Dapr's default; set it to false, with pathMatching, to bound the series)",
+                    spec.source,
+                )
+        server = None
+        if settings.enable_metrics:  # daprd serves the listener even when the Configuration disables metrics
+            render = metrics.exposition if metrics is not None else str
+            server = MetricsServer(render, settings.listen_address or "127.0.0.1", settings.metrics_port)
+        return cls(metrics, server)
+
+    @property
+    def measures(self) -> bool:
+        """Whether the front door has anything to do per request."""
+        return self.metrics is not None
+
+    def attach(self, core: Core, channel: AppChannel | None) -> None:
+        """Apply the component-call layers to every block of ``core``, and measure the app channel."""
+        if self.metrics is not None:
+            core.add_layer(MetricsLayer(self.metrics))
+            if channel is not None:
+                channel.metrics = self.metrics
+
+    async def start(self, stack: contextlib.AsyncExitStack, core: Core) -> None:
+        """Listen for scrapes, and count the components' initialisation once it is over."""
+        if self.metrics_server is not None and await self.metrics_server.start():
+            stack.push_async_callback(self.metrics_server.close)
+        if self.metrics is not None:
+            task = asyncio.create_task(self._count_components(core))
+            stack.push_async_callback(_cancel, task)
+
+    async def _count_components(self, core: Core) -> None:
+        await core.wait_settled()
+        assert self.metrics is not None
+        for loaded in core.components:
+            spec = loaded.spec
+            self.metrics.init_component(spec.type, spec.name, None if loaded.ready else "init")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from app.errors import GrpcCode, WireError
+from app.governance.api_access import GRPC_NOT_AVAILABLE, GrpcApiAccess
 from app.grpc.status import abort, abort_with
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class FrontInterceptor(grpc.aio.ServerInterceptor):
         self.token = runtime.settings.api_token
         self._guarded: dict[str, Handler] = {}
         self._refusals: dict[tuple[str, int], Handler] = {}
+        #: ``spec.api``'s gRPC rules (``app.governance``): a blocked method answers UNIMPLEMENTED.
+        self.api = GrpcApiAccess(runtime.core.configuration_spec.api)
 
     async def intercept_service(
         self,
@@ -67,6 +70,8 @@ class FrontInterceptor(grpc.aio.ServerInterceptor):
             given = [value for key, value in handler_call_details.invocation_metadata if key == "dapr-api-token"]
             if given != [self.token]:
                 return self._refusal(method, handler, _MISMATCH if given else _MISSING)
+        if self.api.active and self.api.blocked(method):
+            return self._refusal(method, handler, GRPC_NOT_AVAILABLE)
         if not self.runtime.ready:
             await self.runtime.wait_settled()
         guarded = self._guarded.get(method)

@@ -3,6 +3,7 @@ front of the brokers, and the subscriptions that deliver to the app."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -248,6 +249,26 @@ class PubSubBlock(Block[PubSub, _Settings]):
             await subscriber.start()
             self._subscribers.append(subscriber)
             log.info("subscribed to %s/%s (%s)", spec.pubsub, spec.topic, spec.kind.lower())
+
+    async def subscribe_stream(
+        self, spec: SubscriptionSpec, postman: Postman, resiliency: Resiliency
+    ) -> TopicSubscriber:
+        """A subscription a front holds open (Dapr's streaming subscriptions): delivered through ``postman``,
+        listed while it lives; ``end_stream`` ends it. The pubsub must exist and let this app subscribe."""
+        entry = self.entry(spec.pubsub)
+        if not entry.settings.scopes.can_subscribe(self.context.app_id, spec.topic):
+            raise TopicForbidden(spec.pubsub, spec.topic, self.context.app_id)
+        subscriber = TopicSubscriber(
+            spec, entry.component, entry.settings.group, postman, resiliency.inbound(spec.pubsub)
+        )
+        await subscriber.start()
+        self.subscriptions.append(spec)
+        return subscriber
+
+    async def end_stream(self, subscriber: TopicSubscriber) -> None:
+        with contextlib.suppress(ValueError):
+            self.subscriptions.remove(subscriber.spec)
+        await subscriber.close()
 
     async def close_subscriptions(self) -> None:
         """Stop pulling, let in-flight deliveries finish and be acknowledged."""

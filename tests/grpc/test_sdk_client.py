@@ -272,3 +272,39 @@ def test_publish_and_bulk_publish(client: DaprClient) -> None:
         client.publish_event("nopubsub", "t", "x")
     assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert unknown.value.details() == "pubsub nopubsub is not found"
+
+
+# -- streaming subscription -----------------------------------------------------------------------------------
+
+
+def test_streaming_subscription_delivers_redelivers_on_retry_and_lists_itself(client: DaprClient) -> None:
+    import orjson
+
+    topic = fresh("stream")
+    subscription = client.subscribe("pubsub", topic)
+    try:
+        from dapr.proto.runtime.v1 import metadata_pb2
+
+        metadata = client._stub.GetMetadata(metadata_pb2.GetMetadataRequest())
+        assert ("pubsub", topic, metadata_pb2.STREAMING) in [
+            (s.pubsub_name, s.topic, s.type) for s in metadata.subscriptions
+        ]
+        client.publish_event("pubsub", topic, '{"n": 1}', data_content_type="application/json")
+        first = subscription.next_message()
+        assert first.data() == {"n": 1} and orjson.loads(first.raw_data()) == {"n": 1}
+        assert (first.topic(), first.pubsub_name(), first.data_content_type()) == (topic, "pubsub", "application/json")
+        subscription.respond_retry(first)
+        again = subscription.next_message()  # RETRY: the same message again, until SUCCESS
+        assert again.id() == first.id()
+        subscription.respond_success(again)
+        client.publish_event("pubsub", topic, '{"n": 2}', data_content_type="application/json")
+        second = subscription.next_message()
+        assert second.data() == {"n": 2}
+        subscription.respond_success(second)
+    finally:
+        subscription.close()
+
+
+def test_streaming_subscription_needs_an_existing_pubsub(client: DaprClient) -> None:
+    with pytest.raises(Exception, match="pubsub nopubsub is not found"):
+        client.subscribe("nopubsub", fresh("t"))

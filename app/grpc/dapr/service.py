@@ -18,6 +18,7 @@ from app.grpc.dapr.metadata import MetadataMethods
 from app.grpc.dapr.pubsub import PubSubMethods
 from app.grpc.dapr.secrets import SecretMethods
 from app.grpc.dapr.state import StateMethods
+from app.grpc.dapr.streaming import StreamingMethods
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -49,6 +50,7 @@ def api_of(method: str) -> str:
 class DaprService(
     StateMethods,
     PubSubMethods,
+    StreamingMethods,
     LockMethods,
     ConfigurationMethods,
     SecretMethods,

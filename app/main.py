@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from app.middleware import FrontDoor
+from app.observability.front import ObservedFrontDoor
+from app.observability.setup import wanted
 from app.routers import (
     configuration,
     health,
@@ -30,5 +32,9 @@ def routes() -> RouteTable:
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FrontDoor:
-    """The sidecar app. Pass a prepared ``runtime`` to reuse it; otherwise one is made from ``settings``."""
-    return FrontDoor(runtime or Runtime(settings or Settings.from_environment()), routes())
+    """The sidecar app. Pass a prepared ``runtime`` to reuse it; otherwise one is made from ``settings``.
+
+    The front door is the observed one only when the flags ask for metrics, API logging or a ``--config``."""
+    runtime = runtime or Runtime(settings or Settings.from_environment())
+    door = ObservedFrontDoor if wanted(runtime.settings) else FrontDoor
+    return door(runtime, routes())

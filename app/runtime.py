@@ -20,6 +20,7 @@ from app.app_channel import AppChannel
 from app.app_health import AppHealth
 from app.configuration_delivery import app_delivery
 from app.invocation.invoker import Invoker
+from app.observability.setup import Observability
 from app.postman import HttpPostman
 from app.settings import Settings
 from building_blocks.errors import SpecError
@@ -83,6 +84,8 @@ class Runtime:
         )
         #: Service invocation, built on the core's name resolver at the end of ``prepare()``.
         self.invocation: Invoker | None = None
+        #: Metrics, API logging, tracing: what the flags and the ``--config`` file switch on (``prepare()``).
+        self.observability: Observability | None = None
         self._started = False
         self._stack = contextlib.AsyncExitStack()
         if self.app_channel is not None:
@@ -125,6 +128,9 @@ class Runtime:
     async def prepare(self) -> None:
         """Step 1: the core's specs and components, then invocation; raises ``SpecError`` on any problem."""
         await self.core.prepare()
+        if self.observability is None:
+            self.observability = Observability.configure(self.settings, self.core.configuration_spec)
+            self.observability.attach(self.core, self.app_channel)
         if self.invocation is None:
             core = self.core
             invoker = Invoker(self.settings, core.invocation, self.app_channel, self.app_health)
@@ -138,6 +144,8 @@ class Runtime:
         if self._started:
             return
         self._started = True
+        assert self.observability is not None
+        await self.observability.start(self._stack, self.core)
         if self.app_health is not None:
             self.app_health.listeners.append(self._on_app_health)
             self.app_health.start()

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from app.errors import ApiError, error_response, render_error
+from app.governance.front import governed_routes
 from app.paths import MalformedPath, check_escapes, clean
 from app.routing import RouteTable
 
@@ -141,6 +142,7 @@ class FrontDoor:
 
     async def _start(self, grpc: bool) -> None:
         await self.runtime.start()
+        self.routes = governed_routes(self.routes, self.runtime)  # spec.api (as is when unconfigured)
         if grpc:
             from app.grpc.server import GrpcFront  # grpcio is imported only where gRPC is served
 

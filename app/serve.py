@@ -22,6 +22,7 @@ from app import instances
 from app.http_server import bounded_protocol
 from app.invocation.hop_server import bind_internal, internal_config
 from app.main import create_app
+from app.observability.logs import configure_logging
 from app.runtime import Runtime
 from app.settings import Settings
 from building_blocks.errors import SpecError
@@ -175,9 +176,7 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
 
 def run(settings: Settings, command: Sequence[str]) -> int:
     """Serve until stopped (or until the app command exits); the process's exit code."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(settings.log_level, settings.log_as_json, settings.app_id)
     loop_factory: Callable[[], asyncio.AbstractEventLoop]
     try:
         import uvloop

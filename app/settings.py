@@ -79,7 +79,7 @@ class Settings:
     metrics_port: int = 9090
     enable_metrics: bool = True
     #: Logging: one line per API call (``--enable-api-logging``), JSON log lines (``--log-as-json``).
-    enable_api_logging: bool = False
+    enable_api_logging: bool | None = None  # None: not given, ``spec.logging.apiLogging.enabled`` decides
     log_as_json: bool = False
     #: Most requests delivered to the app at once (``--app-max-concurrency``); -1 = unlimited, as in Dapr.
     app_max_concurrency: int = -1

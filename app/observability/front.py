@@ -47,7 +47,11 @@ class ObservedFrontDoor(FrontDoor):
             await FrontDoor.__call__(self, scope, receive, observed_send)
         finally:
             seconds = perf_counter() - started
+            method, path = scope["method"], scope["path"]
             metrics = observability.metrics
             if metrics is not None:
-                method = scope["method"]
-                metrics.http_server(method, scope["path"], status, _content_length(scope["headers"]), size, seconds)
+                metrics.http_server(method, path, status, _content_length(scope["headers"]), size, seconds)
+            api_log = observability.api_log
+            if api_log is not None:
+                template = self.routes.match(method, path).route.template if api_log.obfuscate else None
+                api_log.request(method, path, template, status, size, seconds, scope)

@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 
 from app.app_channel import AppChannel
+from app.observability.logs import ApiLog
 from app.observability.metrics import DaprMetrics, MetricsLayer
 from app.observability.server import MetricsServer
 from app.settings import Settings
@@ -30,6 +31,7 @@ class Observability:
 
     metrics: DaprMetrics | None = None
     metrics_server: MetricsServer | None = None
+    api_log: ApiLog | None = None
 
     @classmethod
     def configure(cls, settings: Settings, spec: ConfigurationSpec) -> Observability:
@@ -46,12 +48,15 @@ class Observability:
         if settings.enable_metrics:  # daprd serves the listener even when the Configuration disables metrics
             render = metrics.exposition if metrics is not None else str
             server = MetricsServer(render, settings.listen_address or "127.0.0.1", settings.metrics_port)
-        return cls(metrics, server)
+        api_logging = settings.enable_api_logging  # an explicit flag wins over the file, either way
+        if api_logging is None:
+            api_logging = spec.api_logging.enabled
+        return cls(metrics, server, ApiLog(spec.api_logging) if api_logging else None)
 
     @property
     def measures(self) -> bool:
         """Whether the front door has anything to do per request."""
-        return self.metrics is not None
+        return self.metrics is not None or self.api_log is not None
 
     def attach(self, core: Core, channel: AppChannel | None) -> None:
         """Apply the component-call layers to every block of ``core``, and measure the app channel."""

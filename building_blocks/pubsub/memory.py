@@ -51,7 +51,7 @@ class _MemorySubscription(Subscription):
         try:
             await self._handler(message)
         except Exception as exc:
-            log.debug("message %s not handled (%s); redelivering in %ss", message.id, exc, self._redeliver)
+            log.info("message %s not handled (%s); redelivering in %ss", message.id, exc, self._redeliver)
             requeue = asyncio.create_task(self._requeue(message))
             self._requeues[requeue] = message
             requeue.add_done_callback(self._forget)

@@ -209,7 +209,12 @@ class _StreamSubscription(Subscription):
             try:
                 await self._handler(message)
             except Exception as exc:
-                log.debug("pubsub.redis: message %s of %s not handled (%s); left pending", message.id, self._topic, exc)
+                log.info(
+                    "pubsub.redis: message %s of %s not handled (%s); left pending for redelivery",
+                    message.id,
+                    self._topic,
+                    exc,
+                )
                 return
             try:
                 await self._client.xack(self._topic, self._group, entry_id)

@@ -38,13 +38,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app_channel = (
-            AppChannel(
-                settings.app_channel_address, settings.app_port, settings.app_api_token, settings.app_max_concurrency
-            )
-            if settings.app_port
-            else None
-        )
+        self.app_channel = _app_channel(settings) if settings.app_port else None
         self.core = Core(
             RuntimeConfig(
                 app_id=settings.app_id,
@@ -198,6 +192,16 @@ class Runtime:
         """Everything in reverse order: the app side, then the core (subscriptions, components), the channel."""
         await self._stack.aclose()
         self.invocation = None
+
+
+def _app_channel(settings: Settings) -> AppChannel:
+    """The channel into the app: HTTP, or Dapr's AppCallback service for ``--app-protocol grpc``."""
+    address, port, token = settings.app_channel_address, settings.app_port or 0, settings.app_api_token
+    if settings.app_protocol == "grpc":
+        from app.grpc.app_channel import GrpcAppChannel  # grpcio is imported only for gRPC apps
+
+        return GrpcAppChannel(address, port, token, settings.app_max_concurrency, settings.max_body_size)
+    return AppChannel(address, port, token, settings.app_max_concurrency)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

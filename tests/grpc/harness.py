@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,14 +71,22 @@ def resources(folder: Path) -> Path:
 
 
 @contextlib.contextmanager
-def grpc_sidecar(folder: Path, *flags: str, env: dict[str, str] | None = None) -> Iterator[GrpcSidecar]:
-    """A sidecar serving HTTP and gRPC; its stderr is printed when it stops (pytest shows it on failure)."""
+def grpc_sidecar(
+    folder: Path,
+    *flags: str,
+    env: dict[str, str] | None = None,
+    app_id: str = "",
+    command: Sequence[str] = (),
+) -> Iterator[GrpcSidecar]:
+    """A sidecar serving HTTP and gRPC (and running ``command``, the app); sidecars of one ``folder`` share
+    its HOME, so they find each other. Its stderr is printed when it stops (pytest shows it on failure)."""
     http_port, grpc_port = free_port(), free_port()
-    app_id = f"grpc-{folder.name[-12:]}"
+    app_id = app_id or f"grpc-{folder.name[-12:]}"
     args = ["--app-id", app_id, "-H", str(http_port), "-G", str(grpc_port), "--log-level", "warning"]
-    process = layotto(
-        *args, "--resources-path", str(resources(folder)), *flags, env={"HOME": str(folder), **(env or {})}
-    )
+    args += ["--resources-path", str(resources(folder / "resources")), *flags]
+    if command:
+        args += ["--", *command]
+    process = layotto(*args, env={"HOME": str(folder), **(env or {})})
     try:
         # with an API token, /v1.0/metadata (how wait_healthy tells its process) needs it: /healthz alone
         wait_healthy(http_port, 60, None if "DAPR_API_TOKEN" in (env or {}) else process)

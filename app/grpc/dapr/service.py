@@ -13,6 +13,7 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 
 from app.grpc.dapr.base import Context
 from app.grpc.dapr.configuration import ConfigurationMethods
+from app.grpc.dapr.invoke import InvokeMethods
 from app.grpc.dapr.lock import LockMethods
 from app.grpc.dapr.metadata import MetadataMethods
 from app.grpc.dapr.pubsub import PubSubMethods
@@ -51,6 +52,7 @@ class DaprService(
     StateMethods,
     PubSubMethods,
     StreamingMethods,
+    InvokeMethods,
     LockMethods,
     ConfigurationMethods,
     SecretMethods,

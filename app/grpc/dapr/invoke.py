@@ -1,0 +1,106 @@
+"""Service invocation: ``InvokeService``, through the same invocation block as ``/v1.0/invoke``.
+
+The request's ``http_extension`` gives the verb and the raw query string (an absent one or verb NONE is
+POST: the hop to the callee's sidecar is HTTP, and a gRPC callee ignores the verb); the call's metadata
+travels as headers, as daprd passes it. The callee's non-2xx answer becomes daprd's error: the gRPC code of
+its HTTP status (``CodeFromHTTPStatus``), the status text as message, and ErrorInfo with ``http.code`` and
+the start of the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from dapr.proto.common.v1 import common_pb2
+from dapr.proto.runtime.v1 import invoke_pb2
+from google.protobuf import any_pb2
+
+from app.errors import ApiError, GrpcCode, WireError
+from app.grpc.dapr.base import Context, Part
+from app.grpc.status import abort_with
+from building_blocks.errors import InvalidRequest
+from building_blocks.invocation.base import Call
+from building_blocks.invocation.body import RequestBody
+from building_blocks.invocation.headers import Headers
+
+__all__ = ("InvokeMethods",)
+
+_VERB = common_pb2.HTTPExtension.Verb
+#: daprd's gRPC code for a callee's HTTP status (pkg/messaging/v1/util.go CodeFromHTTPStatus).
+_CODE_OF_HTTP = {
+    400: GrpcCode.INTERNAL,
+    401: GrpcCode.UNAUTHENTICATED,
+    403: GrpcCode.PERMISSION_DENIED,
+    404: GrpcCode.NOT_FOUND,
+    408: GrpcCode.CANCELLED,
+    409: GrpcCode.ALREADY_EXISTS,
+    429: GrpcCode.RESOURCE_EXHAUSTED,
+    500: GrpcCode.UNKNOWN,
+    501: GrpcCode.UNIMPLEMENTED,
+    503: GrpcCode.UNAVAILABLE,
+    504: GrpcCode.DEADLINE_EXCEEDED,
+}
+_SKIPPED = frozenset({"dapr-api-token", "content-type", "content-length", "user-agent", "te", "host"})
+
+
+def headers_of(metadata: Iterable[tuple[str, Any]], content_type: str) -> Headers:
+    """The call's metadata as the callee's headers (gRPC's own and binary keys left out)."""
+    headers: Headers = [
+        (key.encode("latin-1"), value.encode("latin-1"))
+        for key, value in metadata
+        if isinstance(value, str) and key not in _SKIPPED and not key.startswith((":", "grpc-"))
+    ]
+    if content_type:
+        headers.append((b"content-type", content_type.encode("latin-1")))
+    return headers
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _failure(status: int, body: bytes) -> WireError:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = str(status)
+    info = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": phrase,
+        "domain": "dapr.io",
+        "metadata": {"http.code": str(status), "http.error_message": body[:63].decode(errors="replace")},
+    }
+    return WireError(status, phrase, phrase, [info], _CODE_OF_HTTP.get(status, GrpcCode.UNKNOWN))
+
+
+class InvokeMethods(Part):
+    async def InvokeService(
+        self, request: invoke_pb2.InvokeServiceRequest, context: Context
+    ) -> common_pb2.InvokeResponse:
+        invoker = self.runtime.invocation
+        if invoker is None:
+            raise ApiError(500, "ERR_DIRECT_INVOKE", "invoke API is not ready")
+        message = request.message
+        extension = message.http_extension
+        verb = _VERB.Name(extension.verb) if extension.verb != _VERB.NONE else "POST"
+        if verb == "CONNECT":
+            raise InvalidRequest("invalid HTTP verb")
+        if not request.id:
+            raise InvalidRequest("failed getting app id from the request")
+        data = message.data.value
+        headers = headers_of(context.invocation_metadata() or (), message.content_type)
+        body = RequestBody(_once(data), len(data), False)
+        call = Call(verb, "", extension.querystring.encode("latin-1"), headers, body)
+        reply = await invoker.block.invoke(request.id, message.method, call)
+        try:
+            content = await reply.aread()
+        finally:
+            await reply.aclose()
+        status = reply.status_code
+        await context.send_initial_metadata((("dapr-http-status", str(status)),))
+        if not 200 <= status < 300:
+            await abort_with(context, _failure(status, content))
+        content_type = reply.header("content-type") or ""
+        return common_pb2.InvokeResponse(data=any_pb2.Any(value=content), content_type=content_type)

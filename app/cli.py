@@ -40,7 +40,6 @@ _NOT_YET = "is not supported yet"
 #: ``layotto run`` with ``layotto: <flag> <reason>``. A key is the flag's long name, or ``"<flag> <value>"``
 #: when only that value is refused. Whoever wires a flag removes it here.
 NOT_HONOURED: dict[str, str] = {
-    "--app-protocol grpc": _NOT_YET,
     "--app-protocol grpcs": _NOT_YET,
     "--app-protocol https": "is not supported yet (the app channel speaks plain HTTP)",
     "--app-protocol h2c": "is not supported yet (the app channel speaks HTTP/1.1)",

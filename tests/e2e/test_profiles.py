@@ -15,10 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_compose_sidecars_point_at_existing_profiles() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    sidecars = {name: s for name, s in compose["services"].items() if "RESOURCES" in s.get("environment", {})}
+    sidecars = {name: s for name, s in compose["services"].items() if "APP_ID" in s.get("environment", {})}
     assert sidecars
     for service in sidecars.values():
-        assert (ROOT / service["environment"]["RESOURCES"]).is_dir()
+        mounts = dict(reversed(v.split(":")[:2]) for v in service["volumes"] if v.startswith("./"))
+        paths = [arg.split("=", 1)[1] for arg in service["command"] if arg.startswith("--resources-path=")]
+        assert paths
+        for path in paths:
+            target = next(t for t in mounts if path.startswith(t + "/"))
+            assert (ROOT / mounts[target] / path.removeprefix(target + "/")).is_dir(), path
         assert set(service["depends_on"]) <= set(compose["services"])
 
 

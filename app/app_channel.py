@@ -22,6 +22,7 @@ from app.http_client import HttpClient, ReadTimeout, Response, request_target
 
 if TYPE_CHECKING:
     from app.observability.metrics import DaprMetrics
+    from app.observability.tracing import Tracing
 
 __all__ = ("AppChannel",)
 
@@ -45,6 +46,8 @@ class AppChannel:
         self._http = HttpClient(connect_timeout=CONNECT_TIMEOUT)
         #: Dapr's HTTP client metrics (``app.observability``); None: not measured, at no cost.
         self.metrics: DaprMetrics | None = None
+        #: Spans of pub/sub deliveries (``app.postman``); None: tracing is off.
+        self.tracing: Tracing | None = None
         #: ``--app-max-concurrency`` (-1, the default, or 0: no limit and no cost).
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
         host = f"[{address}]" if ":" in address else address

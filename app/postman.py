@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from app.app_channel import AppChannel
+from app.observability.delivery import observed_delivery
 from building_blocks.pubsub.subscriber import DeliveryStatus
 
 __all__ = ("HttpPostman",)
@@ -29,6 +30,16 @@ class HttpPostman:
         self.channel = channel
 
     async def deliver(
+        self, path: str, body: bytes, content_type: str, headers: Mapping[str, str], timeout: float | None
+    ) -> DeliveryStatus:
+        channel = self.channel
+        if channel.metrics is not None or channel.tracing is not None:
+            return await observed_delivery(
+                self._deliver, channel.metrics, channel.tracing, path, body, content_type, headers, timeout
+            )
+        return await self._deliver(path, body, content_type, headers, timeout)
+
+    async def _deliver(
         self, path: str, body: bytes, content_type: str, headers: Mapping[str, str], timeout: float | None
     ) -> DeliveryStatus:
         response = await self.channel.request(

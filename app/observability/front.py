@@ -2,7 +2,8 @@
 
 ``create_app`` uses it instead of ``FrontDoor`` when the flags ask for metrics, API logging or a
 ``--config`` file; otherwise the plain door runs and nothing here costs anything. The status and the
-response size are read off the ASGI messages as they are sent.
+response size are read off the ASGI messages as they are sent; with tracing, the request's trace headers
+name the API call's span before the route runs, and the response carries them (as daprd's does).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from app.middleware import FrontDoor
 
 __all__ = ("ObservedFrontDoor",)
 
+_INVOKE = "/v1.0/invoke/"
+
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
     for name, value in headers:
@@ -23,8 +26,15 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
     return 0
 
 
+def _invoked(path: str) -> str:
+    """The target app of an invocation path (``/v1.0/invoke/<app>/method/...``), else ``""``."""
+    if not path.startswith(_INVOKE):
+        return ""
+    return path[len(_INVOKE) :].partition("/")[0]
+
+
 class ObservedFrontDoor(FrontDoor):
-    """``FrontDoor`` with metrics (and API logging, tracing) around each request."""
+    """``FrontDoor`` with metrics, API logging and tracing around each request."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         observability = self.runtime.observability
@@ -34,11 +44,21 @@ class ObservedFrontDoor(FrontDoor):
         started = perf_counter()
         status = 500  # what a request that fails before answering is counted as
         size = 0
+        tracing = observability.tracing
+        span = None
+        if tracing is not None and "/healthz" not in scope["path"]:  # daprd traces no health check
+            span = tracing.server(scope)
+        echoed = [(n, v) for n, v in scope["headers"] if n == b"baggage"] if span is not None else []
 
         async def observed_send(message: Message) -> None:
             nonlocal status, size
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if span is not None:
+                    headers = list(message.get("headers", ()))
+                    if not any(name == b"traceparent" for name, _ in headers):
+                        headers += span.headers
+                    message = {**message, "headers": headers + echoed}
             elif message["type"] == "http.response.body":
                 size += len(message.get("body", b""))
             await send(message)
@@ -47,10 +67,16 @@ class ObservedFrontDoor(FrontDoor):
             await FrontDoor.__call__(self, scope, receive, observed_send)
         finally:
             seconds = perf_counter() - started
+            if span is not None:
+                span.end(status)
             method, path = scope["method"], scope["path"]
             metrics = observability.metrics
             if metrics is not None:
                 metrics.http_server(method, path, status, _content_length(scope["headers"]), size, seconds)
+                target = _invoked(path)
+                if target:
+                    metrics.invocation_sent(target)
+                    metrics.invocation_answered(target, status, seconds)
             api_log = observability.api_log
             if api_log is not None:
                 template = self.routes.match(method, path).route.template if api_log.obfuscate else None

@@ -6,12 +6,16 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from app.app_channel import AppChannel
 from app.observability.logs import ApiLog
 from app.observability.metrics import DaprMetrics, MetricsLayer
 from app.observability.server import MetricsServer
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.observability.tracing import Tracing
 from building_blocks.configuration_spec import ConfigurationSpec
 from building_blocks.runtime import Runtime as Core
 
@@ -32,6 +36,7 @@ class Observability:
     metrics: DaprMetrics | None = None
     metrics_server: MetricsServer | None = None
     api_log: ApiLog | None = None
+    tracing: Tracing | None = None
 
     @classmethod
     def configure(cls, settings: Settings, spec: ConfigurationSpec) -> Observability:
@@ -51,12 +56,17 @@ class Observability:
         api_logging = settings.enable_api_logging  # an explicit flag wins over the file, either way
         if api_logging is None:
             api_logging = spec.api_logging.enabled
-        return cls(metrics, server, ApiLog(spec.api_logging) if api_logging else None)
+        tracing = None
+        if spec.tracing is not None and spec.tracing.enabled:
+            from app.observability.tracing import Tracing  # OpenTelemetry is loaded only when tracing is on
+
+            tracing = Tracing(spec.tracing, settings.app_id)
+        return cls(metrics, server, ApiLog(spec.api_logging) if api_logging else None, tracing)
 
     @property
     def measures(self) -> bool:
         """Whether the front door has anything to do per request."""
-        return self.metrics is not None or self.api_log is not None
+        return self.metrics is not None or self.api_log is not None or self.tracing is not None
 
     def attach(self, core: Core, channel: AppChannel | None) -> None:
         """Apply the component-call layers to every block of ``core``, and measure the app channel."""
@@ -64,11 +74,19 @@ class Observability:
             core.add_layer(MetricsLayer(self.metrics))
             if channel is not None:
                 channel.metrics = self.metrics
+        if self.tracing is not None:
+            from app.observability.tracing import TracingLayer
+
+            core.add_layer(TracingLayer(self.tracing))
+            if channel is not None:
+                channel.tracing = self.tracing
 
     async def start(self, stack: contextlib.AsyncExitStack, core: Core) -> None:
         """Listen for scrapes, and count the components' initialisation once it is over."""
         if self.metrics_server is not None and await self.metrics_server.start():
             stack.push_async_callback(self.metrics_server.close)
+        if self.tracing is not None:
+            stack.push_async_callback(asyncio.to_thread, self.tracing.shutdown)  # flushes the last spans
         if self.metrics is not None:
             task = asyncio.create_task(self._count_components(core))
             stack.push_async_callback(_cancel, task)

@@ -44,3 +44,8 @@ lint: $(STAMP) $(NODE_STAMP)
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# app/grpc/layotto/*_pb2*.py from our Layotto definitions; the generated modules are committed
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		app/grpc/layotto/appcallback.proto app/grpc/layotto/runtime.proto

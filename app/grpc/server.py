@@ -1,5 +1,5 @@
-"""The gRPC server: Dapr's API on ``--dapr-grpc-port``, on the HTTP front's listen addresses, in the
-sidecar's event loop (grpcio's asyncio server).
+"""The gRPC server: Dapr's API and Layotto's ``Runtime`` service on ``--dapr-grpc-port``, on the HTTP front's
+listen addresses, in the sidecar's event loop (grpcio's asyncio server).
 
 Options as daprd's server: messages up to ``--max-body-size`` each way, request metadata up to
 ``--read-buffer-size``; keepalive pings from clients accepted every 8 s even without calls (grpc core would
@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from app.grpc.dapr.service import add_to_server
 from app.grpc.interceptor import FrontInterceptor
+from app.grpc.layotto import service as layotto
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -64,7 +65,8 @@ class GrpcFront:
         self.port = 0
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(interceptors=[FrontInterceptor(runtime)], options=_options(runtime))
-        add_to_server(self._server, runtime)
+        dapr = add_to_server(self._server, runtime)
+        layotto.add_to_server(self._server, runtime, dapr)  # Layotto's Runtime service on the same port, as Layotto
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self._watch: asyncio.Task[None] | None = None
 

@@ -37,6 +37,11 @@ spec: {type: pubsub.in-memory, version: v1, metadata: []}
 ---
 apiVersion: dapr.io/v1alpha1
 kind: Component
+metadata: {name: sequencer}
+spec: {type: sequencer.in-memory, version: v1, metadata: []}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
 metadata: {name: secretstore}
 spec:
   type: secretstores.local.file

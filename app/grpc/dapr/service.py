@@ -78,5 +78,7 @@ for _method in dir(dapr_pb2_grpc.DaprServicer):
         setattr(DaprService, _method, _unimplemented(_method))
 
 
-def add_to_server(server: grpc.aio.Server, runtime: Runtime) -> None:
-    dapr_pb2_grpc.add_DaprServicer_to_server(DaprService(runtime), server)  # type: ignore[no-untyped-call]
+def add_to_server(server: grpc.aio.Server, runtime: Runtime) -> DaprService:
+    service = DaprService(runtime)
+    dapr_pb2_grpc.add_DaprServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    return service

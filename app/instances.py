@@ -55,6 +55,8 @@ class Instance:
     app_pid: int | None
     created: float
     start_time: str
+    #: Where the sidecar serves its metrics (``--metrics-port``); None: ``--enable-metrics=false``.
+    metrics_port: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -85,6 +87,7 @@ def register(settings: Settings, command: Sequence[str], app_pid: int | None) ->
         app_pid=app_pid,
         created=time.time(),
         start_time=_start_time(pid),
+        metrics_port=settings.metrics_port if settings.enable_metrics else None,
     )
     path = directory / f"{pid}.json"
     temporary = path.with_suffix(".tmp")

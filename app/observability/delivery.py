@@ -57,6 +57,6 @@ async def observed_delivery(
         return status
     finally:
         if metrics is not None:
-            metrics.ingress(pubsub, topic, _PROCESS_STATUS[status], perf_counter() - started)
+            metrics.ingress(pubsub, topic, _PROCESS_STATUS[status], perf_counter() - started, path)
         if span is not None:
             span.end(200 if status is DeliveryStatus.SUCCESS else 500)

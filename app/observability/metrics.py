@@ -9,9 +9,12 @@ here. Everything runs on the event loop: a record is a few dict updates.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
-from time import perf_counter
-from typing import TYPE_CHECKING, TypeVar
+from time import perf_counter, time
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
 
 from app.observability.instruments import Counter, Gauge, Histogram, Instrument, exposition
 from app.observability.paths import PathLabels
@@ -19,7 +22,9 @@ from building_blocks.block import ComponentCall, LayerOrder
 from building_blocks.configuration_spec import MetricsSpec
 from building_blocks.errors import Operation
 
-__all__ = ("SIZE_BUCKETS", "DaprMetrics", "MetricsLayer")
+__all__ = ("RECENT_DELIVERIES", "SIZE_BUCKETS", "DaprMetrics", "MetricsLayer")
+
+RECENT_DELIVERIES = 50
 
 if TYPE_CHECKING:
     from app.http_client import Response
@@ -212,6 +217,8 @@ class DaprMetrics:
             ("error_code", "category"),
         )
         self.record_error_codes = spec.record_error_codes
+        #: The last deliveries to the app (time, pubsub, topic, path, process status, milliseconds).
+        self.recent_deliveries: deque[dict[str, Any]] = deque(maxlen=RECENT_DELIVERIES)
         for rule in spec.rules:
             for instrument in self.instruments():
                 if instrument.name == rule.name:
@@ -310,13 +317,23 @@ class DaprMetrics:
         if seconds > 0:
             self.egress_latency.observe(labels, seconds * 1000)
 
-    def ingress(self, pubsub: str, topic: str, process_status: str, seconds: float) -> None:
-        """One delivery to the app: ``process_status`` success, retry or drop (a drop's ``status`` is success)."""
+    def ingress(self, pubsub: str, topic: str, process_status: str, seconds: float, path: str = "") -> None:
+        """One delivery to the app: ``process_status`` success, retry or drop (a drop's ``status`` is success).
+
+        The last deliveries are also kept, for the dashboard (``layotto dashboard``)."""
         status = "success" if process_status == "drop" else process_status
         labels = (pubsub, self.namespace, process_status, topic, status)
         self.ingress_count.inc(labels)
         if seconds > 0:
             self.ingress_latency.observe(labels, seconds * 1000)
+        self.recent_deliveries.append(
+            {"time": time(), "pubsub": pubsub, "topic": topic, "path": path, "status": process_status,
+             "ms": round(seconds * 1000, 3)}
+        )  # fmt: skip
+
+    def recent(self) -> bytes:
+        """The last deliveries to the app, newest first, as JSON."""
+        return orjson.dumps(list(reversed(self.recent_deliveries)))
 
     def init_component(self, component_type: str, name: str, failure: str | None) -> None:
         """A component initialised (or not: ``failure`` is daprd's reason, ``creation`` or ``init``)."""

@@ -22,14 +22,20 @@ __all__ = ("CONTENT_TYPE", "MetricsServer")
 log = logging.getLogger("layotto.metrics")
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _HEAD_LIMIT = 16 << 10
+#: The one path that is not the exposition (daprd's handler answers every path with it).
+DELIVERIES = b"/layotto/deliveries"
 _READ_TIMEOUT = 10.0  # daprd's ReadTimeout
 
 
 class MetricsServer:
     """Serves ``render()`` (the ``dapr_*`` text) plus the process metrics on ``host:port``."""
 
-    def __init__(self, render: Callable[[], str], host: str, port: int) -> None:
+    def __init__(
+        self, render: Callable[[], str], host: str, port: int, recent: Callable[[], bytes] | None = None
+    ) -> None:
         self.render = render
+        #: ``/layotto/deliveries``: the last deliveries to the app, as JSON (for ``layotto dashboard``).
+        self.recent = recent
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
@@ -60,10 +66,12 @@ class MetricsServer:
         try:
             async with asyncio.timeout(_READ_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
-            method = head.split(b" ", 1)[0]
+            method, target = [*head.split(b" ", 2), b"", b""][:2]
             if method not in (b"GET", b"HEAD"):
                 status, body = b"405 Method Not Allowed", b"Method Not Allowed\n"
                 content_type = b"text/plain; charset=utf-8"
+            elif target.partition(b"?")[0] == DELIVERIES and self.recent is not None:
+                status, body, content_type = b"200 OK", self.recent(), b"application/json"
             else:
                 status, body, content_type = b"200 OK", self.body(), CONTENT_TYPE
             writer.write(

@@ -52,7 +52,8 @@ class Observability:
         server = None
         if settings.enable_metrics:  # daprd serves the listener even when the Configuration disables metrics
             render = metrics.exposition if metrics is not None else str
-            server = MetricsServer(render, settings.listen_address or "127.0.0.1", settings.metrics_port)
+            recent = metrics.recent if metrics is not None else None
+            server = MetricsServer(render, settings.listen_address or "127.0.0.1", settings.metrics_port, recent)
         api_logging = settings.enable_api_logging  # an explicit flag wins over the file, either way
         if api_logging is None:
             api_logging = spec.api_logging.enabled

@@ -6,6 +6,8 @@ import asyncio
 import secrets
 from pathlib import Path
 
+import httpx
+
 from tests.observability.receiver import Receiver
 from tests.observability.test_metrics import scrape, value
 from tests.observability.test_tracing import config, of_trace
@@ -41,7 +43,14 @@ async def test_deliveries_are_counted_and_traced(tmp_path: Path) -> None:
             while value(text, "dapr_component_pubsub_ingress_count", topic="dropped") < 1:
                 await asyncio.sleep(0.02)
                 text = await scrape(metrics_port)
+            async with httpx.AsyncClient() as client:
+                recent = (await client.get(f"http://127.0.0.1:{metrics_port}/layotto/deliveries")).json()
         spans = [s for s in receiver.wait_for(of_trace(trace_id, 3)) if s.trace_id == trace_id]
+    # the last deliveries, newest first, for the dashboard
+    assert [(d["topic"], d["path"], d["status"]) for d in recent] == [
+        ("dropped", "/dropped", "drop"),
+        ("ok", "/ok", "success"),
+    ]
     ok = {"app_id": side.app_id, "component": "pubsub", "namespace": "", "topic": "ok"}
     assert value(text, "dapr_component_pubsub_ingress_count", process_status="success", status="success", **ok) == 1
     assert value(text, "dapr_component_pubsub_ingress_latencies_count", **ok) == 1

@@ -36,19 +36,24 @@ class Sidecar:
     runtime: Runtime
     app_id: str
     info: dict[str, object] = field(default_factory=dict)
+    #: The gRPC front's port, when the sidecar was started with ``grpc=True`` (else 0).
+    grpc_port: int = 0
 
 
 @contextlib.asynccontextmanager
 async def running_sidecar(
-    resources: Path, app_id: str | None = None, wait: bool = True, **settings: object
+    resources: Path, app_id: str | None = None, wait: bool = True, grpc: bool = False, **settings: object
 ) -> AsyncIterator[Sidecar]:
+    """``grpc``: serve the gRPC front too, on a free port (``Sidecar.grpc_port``)."""
     app_id = app_id if app_id is not None else f"test-{uuid.uuid4().hex[:12]}"
+    if grpc:
+        settings = {"grpc_port": 0, **settings}
     config = Settings(app_id=app_id, resources_paths=(resources,), **settings)  # type: ignore[arg-type]
     app = create_app(config)
     runtime: Runtime = app.runtime
-    async with app.lifespan():
+    async with app.lifespan(grpc=grpc):
         if wait:
             await runtime.wait_ready()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
-            yield Sidecar(client, runtime, app_id)
+            yield Sidecar(client, runtime, app_id, grpc_port=app.grpc.port if app.grpc is not None else 0)

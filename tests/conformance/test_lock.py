@@ -1,4 +1,4 @@
-"""The lock conformance suite: every lock store, through the HTTP API, held to the same behaviour.
+"""The lock conformance suite: every lock store, through both fronts (HTTP and gRPC), held to the same behaviour.
 
 Dapr's lock conformance (L-1..L-7) and Layotto's extra cases, plus renewal and mutual exclusion under
 contention. A new store joins by adding one entry to ``STORES``; ``shared`` stores keep locks outside the
@@ -8,15 +8,20 @@ sidecar, so two sidecars see the same locks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from dapr.proto.runtime.v1 import lock_pb2
 
+from app.grpc.layotto import runtime_pb2
+from tests.grpc.fronts import FRONTS, GrpcFront, grpc_front
 from tests.services import require_postgres, require_redis
 from tests.sidecar import Sidecar, component_yaml, running_sidecar
 
@@ -43,21 +48,43 @@ COMPONENT_TYPES = frozenset(case.component_type for case in STORES.values())  # 
 
 @dataclass
 class Locks:
+    """The lock API of one sidecar through one front: HTTP, or gRPC (Dapr's TryLock/Unlock, Layotto's
+    LockKeepAlive for renewals)."""
+
     case: LockCase
     sidecar: Sidecar
     resources: Path
+    front: str = "http"
+    grpc: GrpcFront | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
         return self.sidecar.client
 
+    @contextlib.asynccontextmanager
+    async def sibling(self, resources: Path) -> AsyncIterator[Locks]:
+        """Another sidecar (another app) on ``resources``, reached through the same front."""
+        async with (
+            running_sidecar(resources, grpc=self.front == "grpc") as other,
+            _locks(self.case, other, resources, self.front) as locks,
+        ):
+            yield locks
+
     async def lock(self, resource: str, owner: str, expiry: int = 15) -> bool:
+        if self.grpc is not None:
+            request = lock_pb2.TryLockRequest(
+                store_name="lockstore", resource_id=resource, lock_owner=owner, expiry_in_seconds=expiry
+            )
+            return (await self.grpc.dapr.TryLockAlpha1(request)).success
         body = {"resourceId": resource, "lockOwner": owner, "expiryInSeconds": expiry}
         response = await self.client.post("/v1.0-alpha1/lock/lockstore", json=body)
         assert response.status_code == 200, response.text
         return bool(response.json()["success"])
 
     async def unlock(self, resource: str, owner: str) -> int:
+        if self.grpc is not None:
+            request = lock_pb2.UnlockRequest(store_name="lockstore", resource_id=resource, lock_owner=owner)
+            return int((await self.grpc.dapr.UnlockAlpha1(request)).status)
         response = await self.client.post(
             "/v1.0-alpha1/unlock/lockstore", json={"resourceId": resource, "lockOwner": owner}
         )
@@ -65,10 +92,24 @@ class Locks:
         return int(response.json()["status"])
 
     async def renew(self, resource: str, owner: str, expiry: int) -> int:
+        if self.grpc is not None:
+            request = runtime_pb2.LockKeepAliveRequest(
+                store_name="lockstore", resource_id=resource, lock_owner=owner, expire=expiry
+            )
+            return int((await self.grpc.layotto.LockKeepAlive(request)).status)
         body = {"resourceId": resource, "lockOwner": owner, "expiryInSeconds": expiry}
         response = await self.client.post("/v1.0-alpha1/lock/lockstore/renew", json=body)
         assert response.status_code == 200, response.text
         return int(response.json()["status"])
+
+
+@contextlib.asynccontextmanager
+async def _locks(case: LockCase, sidecar: Sidecar, resources: Path, front: str) -> AsyncIterator[Locks]:
+    if front == "http":
+        yield Locks(case, sidecar, resources)
+        return
+    async with grpc_front(sidecar) as channel:
+        yield Locks(case, sidecar, resources, front, channel)
 
 
 def write_spec(resources: Path, case: LockCase, extra: dict[str, str] | None = None) -> None:
@@ -77,12 +118,16 @@ def write_spec(resources: Path, case: LockCase, extra: dict[str, str] | None = N
     )
 
 
-@pytest.fixture(params=list(STORES))
+@pytest.fixture(params=[(store, front) for store in STORES for front in FRONTS], ids="-".join)
 async def locks(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Locks]:
-    case = STORES[request.param]
+    store, front = request.param
+    case = STORES[store]
     write_spec(tmp_path, case)
-    async with running_sidecar(tmp_path) as sidecar:
-        yield Locks(case, sidecar, tmp_path)
+    async with (
+        running_sidecar(tmp_path, grpc=front == "grpc") as sidecar,
+        _locks(case, sidecar, tmp_path, front) as locks,
+    ):
+        yield locks
 
 
 def resource() -> str:
@@ -195,8 +240,7 @@ async def test_critical_sections_never_overlap(locks: Locks) -> None:
 async def test_apps_do_not_share_locks_by_default(locks: Locks) -> None:
     key = resource()
     assert await locks.lock(key, "owner1")
-    async with running_sidecar(locks.resources) as other_app:
-        other = Locks(locks.case, other_app, locks.resources)
+    async with locks.sibling(locks.resources) as other:
         assert await other.lock(key, "owner1") is True
         assert await other.unlock(key, "owner1") == SUCCESS
     assert await locks.unlock(key, "owner1") == SUCCESS
@@ -208,8 +252,7 @@ async def test_key_prefix_none_shares_locks_between_apps(locks: Locks) -> None:
     resources = locks.resources
     write_spec(resources, locks.case, {"keyPrefix": "none"})
     key = resource()
-    async with running_sidecar(resources) as app1, running_sidecar(resources) as app2:
-        first, second = Locks(locks.case, app1, resources), Locks(locks.case, app2, resources)
+    async with locks.sibling(resources) as first, locks.sibling(resources) as second:
         assert await first.lock(key, "owner1")
         assert await second.lock(key, "owner2") is False
         assert await second.unlock(key, "owner2") == LOCK_BELONGS_TO_OTHERS
@@ -217,6 +260,12 @@ async def test_key_prefix_none_shares_locks_between_apps(locks: Locks) -> None:
 
 
 async def test_separator_in_resource_id_is_a_store_failure(locks: Locks) -> None:
+    message = "failed to try acquiring lock: input key/keyPrefix 'a||b' can't contain '||'"
+    if locks.grpc is not None:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await locks.lock("a||b", "o", 5)
+        assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.INTERNAL, message)
+        return
     response = await locks.client.post(
         "/v1.0-alpha1/lock/lockstore", json={"resourceId": "a||b", "lockOwner": "o", "expiryInSeconds": 5}
     )

@@ -51,7 +51,6 @@ NOT_HONOURED: dict[str, str] = {
     "--scheduler-host-address": "is not supported: jobs and workflows are not served",
     "--kubernetes": "is not supported: layotto runs sidecars on this machine (see docker-compose.yml for containers)",
     "--image": "is not supported: layotto runs sidecars on this machine (see docker-compose.yml for containers)",
-    "--run-file": _NOT_YET,
 }
 
 
@@ -227,7 +226,31 @@ def _command(args: argparse.Namespace) -> list[str]:
     return command[1:] if command[:1] == ["--"] else command
 
 
+def _run_file(args: argparse.Namespace) -> int:
+    """``-f``: Dapr's multi-app run file; every other setting comes from the file."""
+    given = sorted(
+        name for name, value in vars(args).items() if value not in (None, [], False) and name not in _RUN_FILE_OWN
+    )
+    if given:
+        flag = "--" + given[0].replace("_", "-") if given[0] != "command" else "an app command"
+        print(f"layotto: --run-file takes every setting from the file; drop {flag}", file=sys.stderr)
+        return 2
+    from app.run_file import RunFileError, load, run
+
+    try:
+        apps = load(args.run_file)
+    except RunFileError as exc:
+        print(f"layotto: {exc}", file=sys.stderr)
+        return 1
+    return run(apps)
+
+
+_RUN_FILE_OWN = {"run_file", "subcommand"}
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.run_file is not None:
+        return _run_file(args)
     refusal = not_honoured(args)
     if refusal is not None:
         print(f"layotto: {refusal}", file=sys.stderr)

@@ -142,7 +142,7 @@ class FrontDoor:
 
     async def _start(self, grpc: bool) -> None:
         await self.runtime.start()
-        self.routes = governed_routes(self.routes, self.runtime)  # spec.api (as is when unconfigured)
+        self.routes = await governed_routes(self.routes, self.runtime)  # spec.api, httpPipeline (or as is)
         if grpc:
             from app.grpc.server import GrpcFront  # grpcio is imported only where gRPC is served
 

@@ -109,6 +109,8 @@ class Runtime:
         #: The ``--config`` file (tracing, metrics, logging, pipelines, access control...), read by ``prepare()``.
         self.configuration_spec = ConfigurationSpec()
         self.declared_subscriptions: list[SubscriptionSpec] = []
+        #: ``middleware.http.*`` components by name, their metadata resolved: the HTTP front builds them.
+        self.middleware: dict[str, tuple[ComponentSpec, dict[str, str]]] = {}
         self.components: list[LoadedComponent] = []
         #: HTTPEndpoint resources by name, their secrets resolved (invocation targets outside the mesh).
         self.endpoints: dict[str, HttpEndpoint] = {}
@@ -215,6 +217,9 @@ class Runtime:
             except SpecError as exc:
                 message = str(exc)
                 raise SpecError(message if message.startswith(spec.source) else f"{spec.where}: {message}") from None
+            if block_of(spec.type) == "middleware":  # HTTP middleware: a front builds it (app.governance)
+                self.middleware[spec.name] = (spec, values)
+                continue
             self._keep(LoadedComponent(spec, self._construct(spec, values)))
         # after secretKeyRef resolution (start-up reads, not the app's calls): only the app's calls get policies
         install_resiliency(self.resiliency, self.blocks.values())

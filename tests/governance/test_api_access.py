@@ -54,14 +54,16 @@ def test_matching_is_daprs() -> None:
 
 def test_a_denied_http_api_falls_to_invocation(tmp_path: Path) -> None:
     config = _config(tmp_path, "    denied:\n      - {name: state, version: v1.0, protocol: http}\n")
-    with grpc_sidecar(tmp_path / "sidecar", "--config", config) as sidecar:
-        with httpx.Client(base_url=sidecar.http_url, timeout=30) as http:
-            for method, path in (("GET", "/v1.0/state/statestore/k"), ("POST", "/v1.0/state/statestore")):
-                answer = http.request(method, path, json=[{"key": "k", "value": 1}])
-                assert (answer.status_code, answer.json()) == (404, NO_APP_ID), path
-            assert http.get("/v1.0/secrets/secretstore/api-key").json() == {"api-key": "k3y"}
-            assert http.post("/v1.0-alpha1/lock/lockstore", json={}).status_code != 404
-            assert http.get("/v1.0/healthz").status_code == 204
+    with (
+        grpc_sidecar(tmp_path / "sidecar", "--config", config) as sidecar,
+        httpx.Client(base_url=sidecar.http_url, timeout=30) as http,
+    ):
+        for method, path in (("GET", "/v1.0/state/statestore/k"), ("POST", "/v1.0/state/statestore")):
+            answer = http.request(method, path, json=[{"key": "k", "value": 1}])
+            assert (answer.status_code, answer.json()) == (404, NO_APP_ID), path
+        assert http.get("/v1.0/secrets/secretstore/api-key").json() == {"api-key": "k3y"}
+        assert http.post("/v1.0-alpha1/lock/lockstore", json={}).status_code != 404
+        assert http.get("/v1.0/healthz").status_code == 204
 
 
 def test_an_allow_list_serves_only_its_apis_on_both_fronts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,9 @@ WAIT = 60.0
 class App:
     """Records each call's path and token, and the most ``/slow`` calls (0.3 s each) it held at once."""
 
+    #: Seconds a ``/slow`` call takes.
+    SLOW = 0.3
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
         self.in_flight = 0
@@ -41,7 +44,7 @@ class App:
             self.in_flight += 1
             self.most = max(self.most, self.in_flight)
             try:
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(self.SLOW)
             finally:
                 self.in_flight -= 1
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})

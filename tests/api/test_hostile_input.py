@@ -490,3 +490,95 @@ def test_hostile_configuration_files_load_or_fail_with_one_line(
         load_configuration(path)
     except SpecError as exc:
         assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc), exc
+
+
+# ---- governance: resiliency specs, middleware metadata and hostile bearer tokens -------------------------------
+
+_RESILIENCY_FIELDS = [
+    "policies", "timeouts", "retries", "circuitBreakers", "targets", "components", "apps", "outbound", "inbound",
+    "timeout", "retry", "circuitBreaker", "policy", "duration", "maxRetries", "maxInterval", "initialInterval",
+    "multiplier", "randomizationFactor", "matching", "httpStatusCodes", "maxRequests", "interval", "trip",
+    "DefaultRetryPolicy", "DefaultStatestoreComponentOutboundTimeoutPolicy", "statestore", "x",
+]  # fmt: skip
+_resiliency_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True)
+    | st.text(max_size=20)
+    | st.sampled_from(["5s", "500", "-1", "1h1m", "consecutiveFailures > 2", "requests >= 3 && totalFailures > 1"]),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(_RESILIENCY_FIELDS), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(derandomize=True, database=None, max_examples=800, deadline=None)
+@given(spec=st.dictionaries(st.sampled_from(_RESILIENCY_FIELDS), _resiliency_values, max_size=6))
+def test_hostile_resiliency_specs_load_or_fail_with_one_line(spec: Any) -> None:
+    from building_blocks.errors import SpecError
+    from building_blocks.resiliency import Resiliency
+
+    try:
+        resiliency = Resiliency.load([("r.yaml", {"metadata": {"name": "r"}, "spec": spec})], "app")
+    except SpecError as exc:
+        assert str(exc).startswith("r.yaml: ") and "\n" not in str(exc), exc
+        return
+    for kind in ("Statestore", "Lock"):
+        resiliency.component_outbound("statestore", kind)  # resolves without raising
+
+
+_middleware_text = st.text(max_size=60) | st.sampled_from(["0", "-1", "nan", "inf", "1e309", "[]", "[{}]", "("])
+
+
+@settings(derandomize=True, database=None, max_examples=400, deadline=None)
+@given(
+    rate=_middleware_text,
+    rule=_middleware_text,
+    flow=_middleware_text | st.builds(json.dumps, st.lists(st.dictionaries(st.text(max_size=8), _config_values))),
+)
+def test_hostile_middleware_metadata_builds_or_fails_with_one_line(rate: str, rule: str, flow: str) -> None:
+    from app.governance import ratelimit, routerchecker, sentinel
+    from app.governance.pipeline import MiddlewareSpec
+    from building_blocks.errors import SpecError
+
+    for module, metadata in (
+        (ratelimit, {"maxRequestsPerSecond": rate}),
+        (routerchecker, {"rule": rule}),
+        (sentinel, {"appName": "a", "flowRules": flow, "isolationRules": flow}),
+    ):
+        spec = MiddlewareSpec("m", "middleware.http.x", "v1", metadata, "c.yaml: component 'm'")
+        try:
+            asyncio.run(module.create(spec))
+        except SpecError as exc:
+            assert str(exc).startswith("c.yaml: component 'm': ") and "\n" not in str(exc), exc
+
+
+_JWT_PARTS = st.sampled_from(
+    ["eyJhbGciOiJub25lIn0", "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIn0", "eyJraWQiOlsxXX0", "e30", "", "%%", "a" * 50]
+)
+
+
+@settings(derandomize=True, database=None, max_examples=400, deadline=None)
+@given(
+    header=st.one_of(
+        st.text(max_size=200),
+        st.builds(lambda parts: "Bearer " + ".".join(parts), st.lists(_JWT_PARTS | st.text(max_size=40), max_size=5)),
+    )
+)
+def test_hostile_bearer_tokens_are_401(header: str) -> None:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from app.governance.bearer import Bearer
+
+    bearer = Bearer("https://issuer", "aud", "http://127.0.0.1:9/jwks")
+    bearer._fetched = float("inf")  # the key set is empty and never refetched: nothing can be valid
+
+    async def endpoint() -> Response:
+        raise AssertionError("a hostile token got through")
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"authorization", header.encode())]}
+    response = asyncio.run(bearer(Request(scope), endpoint))
+    assert (response.status_code, response.body) == (401, b"Unauthorized")

@@ -1,16 +1,19 @@
 // The "checkout" app of the two-app demo: Dapr's official JavaScript SDK (@dapr/dapr) against a Layotto
 // sidecar, unchanged. It accepts orders invoked by the "orders" app (service invocation), and for each order
-// published on the `orders` topic (Kafka) it saves a checkout record in its state store (PostgreSQL in the
-// compose stack) and publishes a receipt on `receipts`.
+// published on the `orders` topic ($EVENTS_PUBSUB: Kafka in the compose stack) it saves a checkout record in
+// its state store (PostgreSQL in the compose stack) and publishes a receipt on `receipts`.
 //
-//   layotto run --app-id checkout --app-port 6002 -d component_specs/postgresql -d component_specs/kafka \
+//   POSTGRES_CONNECTION_STRING='host=localhost user=postgres' KAFKA_BROKERS=localhost:9092 \
+//       layotto run --app-id checkout --app-port 6002 -d component_specs/postgresql -d component_specs/kafka \
 //       node examples/node/app.js
+//
+// (with Redis only: EVENTS_PUBSUB=pubsub and -d component_specs/redis; examples/dapr.yaml runs both apps so)
 "use strict";
 
 const { DaprServer, HttpMethod, CommunicationProtocolEnum } = require("@dapr/dapr");
 
 const STATE = "statestore";
-const EVENTS = "kafka-pubsub";
+const EVENTS = process.env.EVENTS_PUBSUB || "kafka-pubsub"; // any pub/sub both sidecars share
 
 async function main() {
   const server = new DaprServer({

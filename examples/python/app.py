@@ -2,12 +2,15 @@
 
 Every ``ORDER_INTERVAL`` seconds (``ORDERS`` times; 0 = forever) it takes an order id from the sequencer,
 holds a lock on the order while it saves it to the state store, asks the "checkout" app to accept it
-(service invocation through both sidecars), publishes it to the ``orders`` topic on Kafka and an audit
-event on Redis. It subscribes to ``receipts`` (published by checkout) and ``audit``, and to the ``discount``
-configuration key, which it then changes (Layotto's configuration save). ``GET /status`` shows what it saw.
+(service invocation through both sidecars), publishes it to the ``orders`` topic of ``$EVENTS_PUBSUB``
+(``kafka-pubsub``) and an audit event on ``pubsub``. It subscribes to ``receipts`` (published by checkout)
+and ``audit``, and to the ``discount`` configuration key, which it then changes (Layotto's configuration
+save). ``GET /status`` shows what it saw.
 
-    layotto run --app-id orders --app-port 6001 -d component_specs/redis -d component_specs/kafka \\
-        python examples/python/app.py
+    REDIS_HOST=localhost:6379 KAFKA_BROKERS=localhost:9092 layotto run --app-id orders --app-port 6001 \\
+        -d component_specs/redis -d component_specs/kafka python examples/python/app.py
+
+(with Redis only: ``EVENTS_PUBSUB=pubsub`` and no Kafka profile; ``examples/dapr.yaml`` runs both apps so).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ DAPR = f"http://127.0.0.1:{os.environ.get('DAPR_HTTP_PORT', '3500')}"
 ORDERS = int(os.environ.get("ORDERS", "0"))
 INTERVAL = float(os.environ.get("ORDER_INTERVAL", "2"))
 STATE, LOCKS, SEQUENCER, CONFIG = "statestore", "lockstore", "sequencer", "configstore"
-EVENTS, AUDIT = "kafka-pubsub", "pubsub"  # Kafka between the apps, Redis Streams for the audit trail
+# between the apps: Kafka in the compose stack, or any pub/sub both sidecars share; the audit trail: Redis Streams
+EVENTS = os.environ.get("EVENTS_PUBSUB", "kafka-pubsub")
+AUDIT = "pubsub"
 
 seen: dict[str, Any] = {"orders": [], "accepted": [], "receipts": [], "audits": [], "discounts": [], "errors": []}
 lock = threading.Lock()

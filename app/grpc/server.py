@@ -19,7 +19,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from app.grpc.dapr.service import add_to_server
-from app.grpc.interceptor import FrontInterceptor
 from app.grpc.layotto import service as layotto
 
 if TYPE_CHECKING:
@@ -64,7 +63,7 @@ class GrpcFront:
         self.runtime = runtime
         self.port = 0
         self.health = health.aio.HealthServicer()
-        self._server = grpc.aio.server(interceptors=[FrontInterceptor(runtime)], options=_options(runtime))
+        self._server = grpc.aio.server(options=_options(runtime))
         dapr = add_to_server(self._server, runtime)
         layotto.add_to_server(self._server, runtime, dapr)  # Layotto's Runtime service on the same port, as Layotto
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)

@@ -20,6 +20,7 @@ from app.grpc.dapr.pubsub import PubSubMethods
 from app.grpc.dapr.secrets import SecretMethods
 from app.grpc.dapr.state import StateMethods
 from app.grpc.dapr.streaming import StreamingMethods
+from app.grpc.interceptor import guard
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -73,12 +74,14 @@ def _unimplemented(method: str) -> Any:
     return refuse
 
 
-for _method in dir(dapr_pb2_grpc.DaprServicer):
-    if not _method.startswith("_") and getattr(DaprService, _method) is getattr(dapr_pb2_grpc.DaprServicer, _method):
+_METHODS = [name for name in dir(dapr_pb2_grpc.DaprServicer) if not name.startswith("_")]
+for _method in _METHODS:
+    if getattr(DaprService, _method) is getattr(dapr_pb2_grpc.DaprServicer, _method):
         setattr(DaprService, _method, _unimplemented(_method))
 
 
 def add_to_server(server: grpc.aio.Server, runtime: Runtime) -> DaprService:
     service = DaprService(runtime)
+    guard(service, _METHODS, runtime)
     dapr_pb2_grpc.add_DaprServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     return service

@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 
 from app.grpc.dapr.base import Context
 from app.grpc.dapr.service import DaprService
+from app.grpc.interceptor import guard
 from app.grpc.layotto import appcallback_pb2 as callback_pb
 from app.grpc.layotto import runtime_pb2 as pb
 from app.grpc.layotto import runtime_pb2_grpc
@@ -61,6 +62,7 @@ def _via_dapr(name: str, request_kind: type[Message], response_kind: type[Messag
         return _as(response_kind, answer)
 
     method.__name__ = name
+    method.via_dapr = True  # type: ignore[attr-defined]  # the Dapr servicer's method is guarded already
     return method
 
 
@@ -232,4 +234,8 @@ for _method, _api in (
 
 
 def add_to_server(server: grpc.aio.Server, runtime: Runtime, dapr: DaprService) -> None:
-    runtime_pb2_grpc.add_RuntimeServicer_to_server(LayottoService(runtime, dapr), server)  # type: ignore[no-untyped-call]
+    """``dapr``'s methods are guarded already; Layotto's own are guarded here."""
+    service = LayottoService(runtime, dapr)
+    names = [name for name in dir(runtime_pb2_grpc.RuntimeServicer) if not name.startswith("_")]
+    guard(service, [name for name in names if not getattr(getattr(service, name), "via_dapr", False)], runtime)
+    runtime_pb2_grpc.add_RuntimeServicer_to_server(service, server)  # type: ignore[no-untyped-call]

@@ -1,8 +1,8 @@
 """Optional dependencies: which pip extra brings each driver, and the one-line message when it is missing.
 
 The core installs with the embedded default only; ``pip install 'layotto-python[redis]'`` (or
-``[postgresql]``, ``[kafka]``, ``[cel]``, ``[all]``) adds a driver. A component whose driver is absent fails
-start-up naming the extra, not with a bare ``No module named ...``.
+``[postgresql]``, ``[kafka]``, ``[cel]``, ``[bearer]``, ``[all]``) adds a driver. A component whose driver
+is absent fails start-up naming the extra, not with a bare ``No module named ...``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ EXTRAS: dict[str, str] = {
     "asyncpg": "postgresql",
     "confluent_kafka": "kafka",
     "cel": "cel",
+    "jwt": "bearer",
 }
 
 

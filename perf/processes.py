@@ -153,12 +153,20 @@ class Processes:
     # --- kinds -------------------------------------------------------------------------------------------------
 
     async def sidecar(
-        self, name: str, app_id: str, resources: Path | None, app_port: int | None = None, timeout: float = 40.0
+        self,
+        name: str,
+        app_id: str,
+        resources: Path | None,
+        app_port: int | None = None,
+        timeout: float = 40.0,
+        extra: Sequence[str] = (),
     ) -> Process:
-        """``python -m app.cli run``; ``resources`` None = the embedded default. Returns once healthy (204)."""
+        """``python -m app.cli run`` (and ``extra`` flags); ``resources`` None = the embedded default. Returns once
+        healthy (204)."""
         port = free_port()
         argv = [sys.executable, "-m", "app.cli", "run", "--app-id", app_id, "--dapr-http-port", str(port)]
         argv += ["--dapr-grpc-port", str(free_port())]  # several sidecars at once: 50001 is only one
+        argv += ["--metrics-port", str(free_port()), *extra]  # nor is the metrics port 9090
         if resources is not None:
             argv += ["--resources-path", str(resources)]
         if app_port is not None:

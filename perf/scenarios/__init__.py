@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from perf.scenarios import alpha, invoke, pubsub, state, throughput
+from perf.scenarios import alpha, invoke, observability, pubsub, state, throughput
 from perf.scenarios.common import Scenario
 
 __all__ = ("ALL", "Scenario", "select")
@@ -15,6 +15,7 @@ ALL: list[Scenario] = [
     *invoke.SCENARIOS,
     *alpha.SCENARIOS,
     *throughput.SCENARIOS,
+    *observability.SCENARIOS,
     *pubsub.E2E_SCENARIOS,  # last: a delivery backlog left behind would load every later scenario
 ]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app.observability.tracing import TracingLayer
+from app.observability.tracing import TracingLayer, parse_traceparent
 from app.settings import DEFAULT_RESOURCES_PATH
 from building_blocks.pubsub.base import Message, SubscribeRequest
 from tests.e2e.test_cli import free_port
@@ -157,3 +157,88 @@ def test_without_tracing_opentelemetry_is_not_even_imported(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("header", "parsed"),
+    [
+        (
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 1),
+        ),
+        (
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+            (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 0),
+        ),
+        (
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+            (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 1),
+        ),
+        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra", None),  # version 00 has 4 parts
+        ("ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None),
+        ("00-00000000000000000000000000000000-b7ad6b7169203331-01", None),
+        ("00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", None),
+        ("00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01", None),
+        ("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", None),
+        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331", None),
+        ("garbage", None),
+    ],
+)
+def test_traceparent_is_read_by_daprs_rules(header: str, parsed: tuple[int, int, int] | None) -> None:
+    found = parse_traceparent([(b"traceparent", header.encode()), (b"tracestate", b"k=v")])
+    assert (found[:3] if found else None) == parsed
+    if found:
+        assert found[3] == "k=v"
+    long_state = [(b"traceparent", header.encode()), (b"tracestate", b"k=" + b"v" * 600)]
+    if parsed:
+        assert parse_traceparent(long_state)[3] == ""  # type: ignore[index]  # over daprd's 512: not passed on
+
+
+def test_zipkin_json_is_zipkins_v2_format() -> None:
+    from app.observability.spans import Exporting, SpanRecorder
+    from app.observability.zipkin import zipkin_json
+
+    exporting = Exporting([], delay=60)
+    recorder = SpanRecorder(1.0, exporting)
+    root = recorder.start("/v1.0/state/s", "SERVER", {"dapr.api": "GET /v1.0/state/s", "server.port": 5})
+    child = recorder.start("state.get s", "CLIENT", {"db.system": "state"}, (root.trace_id, root.span_id, 1, ""))
+    child.end()
+    root.end("Code(500): Internal Server Error")
+    exporting.shutdown()
+    parent_json, child_json = orjson.loads(zipkin_json([root, child], "myapp"))
+    assert parent_json["traceId"] == f"{root.trace_id:032x}" and len(parent_json["id"]) == 16
+    assert "parentId" not in parent_json and child_json["parentId"] == parent_json["id"]
+    assert parent_json["kind"] == "SERVER" and parent_json["localEndpoint"] == {"serviceName": "myapp"}
+    assert parent_json["tags"] == {
+        "dapr.api": "GET /v1.0/state/s",
+        "server.port": "5",
+        "otel.status_code": "ERROR",
+        "error": "Code(500): Internal Server Error",
+    }
+    assert parent_json["duration"] >= 1 and parent_json["timestamp"] > 1_600_000_000_000_000
+
+
+def test_unsampled_spans_propagate_but_record_nothing() -> None:
+    from app.observability.spans import Exporting, SpanRecorder
+
+    exporting = Exporting([], delay=60)
+    recorder = SpanRecorder(1.0, exporting)
+    span = recorder.start("x", "SERVER", {}, (5, 6, 0, ""))  # the parent said: not sampled
+    span.end()
+    assert not span.sampled and span.traceparent().endswith(b"-00") and not exporting._queue
+    never = SpanRecorder(1e-30, exporting).start("root", "SERVER", {})
+    assert not never.sampled
+    exporting.shutdown()
+
+
+async def test_stdout_exporter_logs_daprs_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", "layotto.trace"):
+        async with running_sidecar(
+            DEFAULT_RESOURCES_PATH,
+            config_file=config(tmp_path / "c.yaml", "samplingRate: '1'\nstdout: true"),
+            metrics_port=free_port(),
+        ) as side:
+            await side.client.get("/v1.0/state/statestore/k")
+    lines = [r.getMessage() for r in caplog.records if r.name == "layotto.trace"]
+    assert any(line.startswith("[/v1.0/state/statestore/k] Trace: ") for line in lines), lines
+    assert any(line.startswith("[state.get statestore] Trace: ") for line in lines), lines

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from building_blocks.block import Block, ComponentCall, LayerOrder
@@ -108,7 +108,7 @@ class _Runner:
         retry = self.policy.retry
         if retry is None:
             return await self._attempt(proceed)
-        delays = retry.delays()
+        delays: Iterator[float] | None = None  # made on the first failure: a success costs no generator
         attempts = 0
         while True:
             attempts += 1
@@ -117,6 +117,8 @@ class _Runner:
             except Exception as exc:
                 if isinstance(exc, BreakerRefused) or _answered(exc):
                     raise
+                if delays is None:
+                    delays = retry.delays()
                 delay = next(delays, None)
                 if delay is None:
                     raise

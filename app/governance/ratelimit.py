@@ -47,8 +47,13 @@ class RateLimit:
         self.burst = max(1, int(rate))
         #: key -> (tokens, when they were counted)
         self.buckets: dict[str, tuple[float, float]] = {}
-        self._limit_header = f"{rate:.2f}"
-        self._rounded = str(math.floor(rate + 0.5))  # Go's math.Round: halves away from zero
+        rounded = math.floor(rate + 0.5)  # Go's math.Round: halves away from zero
+        self._static = [
+            (b"x-rate-limit-limit", f"{rate:.2f}".encode()),
+            (b"x-rate-limit-duration", b"1"),
+            (b"ratelimit-limit", str(rounded).encode()),
+            (b"ratelimit-reset", b"1"),
+        ]
 
     def _take(self, key: str) -> tuple[bool, int]:
         now = time.monotonic()
@@ -73,16 +78,14 @@ class RateLimit:
         ip, remote = _client_ip(request)
         allowed, left = self._take(f"{ip}|{unescape(request.scope['path'])}")
         response = await proceed() if allowed else PlainTextResponse(_MESSAGE, 429)
-        headers = response.headers
-        headers.append("X-Rate-Limit-Limit", self._limit_header)
-        headers.append("X-Rate-Limit-Duration", "1")
-        forwarded = request.headers.get("x-forwarded-for", "")
-        if forwarded.strip():
-            headers.append("X-Rate-Limit-Request-Forwarded-For", forwarded)
-        headers.append("X-Rate-Limit-Request-Remote-Addr", remote)
-        headers.append("RateLimit-Limit", self._rounded)
-        headers.append("RateLimit-Reset", "1")
-        headers.append("RateLimit-Remaining", str(left))
+        headers = response.raw_headers
+        headers.extend(self._static)
+        headers.append((b"x-rate-limit-request-remote-addr", remote.encode()))
+        headers.append((b"ratelimit-remaining", str(left).encode()))
+        for name, value in request.scope["headers"]:
+            if name == b"x-forwarded-for" and value.strip():
+                headers.append((b"x-rate-limit-request-forwarded-for", value))
+                break
         return response
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 
+from app.governance.grpc_access import refuse_blocked
 from app.grpc.dapr.base import Context
 from app.grpc.dapr.configuration import ConfigurationMethods
 from app.grpc.dapr.invoke import InvokeMethods
@@ -83,5 +84,6 @@ for _method in _METHODS:
 def add_to_server(server: grpc.aio.Server, runtime: Runtime) -> DaprService:
     service = DaprService(runtime)
     guard(service, _METHODS, runtime)
+    refuse_blocked(service, _METHODS, runtime)  # spec.api (app.governance): nothing when no gRPC rule
     dapr_pb2_grpc.add_DaprServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     return service

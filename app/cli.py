@@ -1,4 +1,4 @@
-"""``layotto``: ``run`` (Dapr's ``dapr run`` flags), ``list``, ``stop``, ``version``.
+"""``layotto``: ``run`` (Dapr's ``dapr run`` flags), ``list``, ``stop``, ``dashboard``, ``version``.
 
 ``layotto run [flags] [--] [COMMAND ARGS...]`` starts the sidecar and, with a command, the app it serves, with
 the variables ``dapr run`` gives it (``APP_ID``, ``APP_PORT``, ``DAPR_HTTP_PORT``...); Ctrl-C/SIGTERM are
@@ -152,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     stop.add_argument("--app-id", "-a", required=True, action="append", help="repeatable")
     stop.add_argument("--timeout", type=float, default=30, help="seconds to wait for them to exit (default 30)")
     commands.add_parser("version", help="print the version")
+    dashboard = commands.add_parser("dashboard", help="a page over the sidecars on this machine (as dapr dashboard)")
+    dashboard.add_argument("--port", "-p", type=int, default=8080, help="port to serve it on (default 8080)")
+    dashboard.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     return parser
 
 
@@ -345,6 +348,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _list(args)
     if args.subcommand == "stop":
         return _stop(args)
+    if args.subcommand == "dashboard":
+        from app.dashboard.server import serve
+
+        return serve(args.port, args.address)
     return _run(args)
 
 

@@ -1,0 +1,1 @@
+"""``layotto dashboard``: one self-contained page over every sidecar running on this machine (``dapr dashboard``)."""

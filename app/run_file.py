@@ -7,7 +7,8 @@ app without ``resourcesPath`` or ``configFilePath`` uses ``<appDirPath>/.dapr/re
 ``.dapr/config.yaml`` when they exist (Dapr's convention), else the embedded default. Ports not given are
 free ones (Dapr picks random ports too), so several sidecars never fight over 3500 or 50001. Every output
 line is prefixed ``== <appID> ==``; with ``appLogDestination: file`` or ``fileAndConsole`` it is also written
-to ``<appDirPath>/.dapr/logs/<appID>.log``. Ctrl-C (or SIGTERM) stops every sidecar, which stops its app.
+to ``<appDirPath>/.dapr/logs/<appID>.log`` (a sidecar and its app share one stream here, so
+``daprdLogDestination`` is accepted without effect). Ctrl-C (or SIGTERM) stops every sidecar, which stops its app.
 
 A field this runtime does not know, or a value of the wrong type, fails with one line naming the file, the
 app and the field.

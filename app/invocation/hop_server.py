@@ -24,11 +24,13 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from app.errors import error_response, render_error
+from app.governance.access_control import denied
 from app.http_server import bounded_protocol
 from app.invocation.hop_security import HopSecurity
 from app.invocation.route import find_target
 from app.paths import MalformedPath, check_escapes, clean
 from app.settings import Settings
+from building_blocks.invocation.headers import CALLER_ID, CALLER_NAMESPACE, first
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -73,7 +75,15 @@ class HopApp:
         if not runtime.ready:
             await runtime.wait_settled()
         invoker = runtime.invocation
-        if invoker is None:
+        headers = scope["headers"]  # the caller's identity: set by its sidecar, trusted once the hop is admitted
+        caller, namespace = (
+            first(headers, CALLER_ID).decode("latin-1"),
+            first(headers, CALLER_NAMESPACE).decode("latin-1"),
+        )
+        refusal = denied(runtime, caller, namespace, target, method, scope["method"])  # spec.accessControl
+        if refusal is not None:
+            response = refusal
+        elif invoker is None:
             response = error_response(500, "ERR_DIRECT_INVOKE", "invoke API is not ready")
         else:
             try:

@@ -582,3 +582,44 @@ def test_hostile_bearer_tokens_are_401(header: str) -> None:
     scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"authorization", header.encode())]}
     response = asyncio.run(bearer(Request(scope), endpoint))
     assert (response.status_code, response.body) == (401, b"Unauthorized")
+
+
+# ---- the metrics listener: any request head gets an answer or a closed connection, and it keeps serving -----
+
+_HEAD_PARTS = st.sampled_from(
+    [b"GET", b"HEAD", b"POST", b"PUT", b"BREW", b" ", b"/", b"/metrics", b"/layotto/deliveries", b"?x=1", b"%00",
+     b"HTTP/1.1", b"HTTP/9", b"\r\n", b"\n", b"Host: x", b":", b"\x00", b"\xff", b"a" * 300]
+)  # fmt: skip
+
+
+@settings(derandomize=True, database=None, max_examples=300, deadline=None)
+@given(head=st.lists(_HEAD_PARTS, max_size=12).map(b"".join), tail=st.binary(max_size=64))
+def test_hostile_requests_to_the_metrics_listener(head: bytes, tail: bytes) -> None:
+    from app.observability.server import MetricsServer
+
+    async def scenario() -> None:
+        server = MetricsServer(lambda: "# TYPE dapr_x counter\ndapr_x 1\n", "127.0.0.1", 0, lambda: b"[]")
+        assert await server.start()
+        port = server.bound_port
+        assert port is not None
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(head + tail + b"\r\n\r\n")
+            await writer.drain()
+            async with asyncio.timeout(15):
+                answer = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:100]
+            # and it still serves a plain scrape afterwards
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            async with asyncio.timeout(15):
+                answer = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            assert answer.startswith(b"HTTP/1.1 200 OK") and b"dapr_x 1" in answer
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())

@@ -61,6 +61,19 @@ def _bind_api(settings: Settings) -> socket.socket:
     return socket.create_server((host, settings.http_port), family=family, backlog=2048)
 
 
+def _taken(address: str, port: int) -> OSError | None:
+    """Whether ``port`` is taken, checked before anything starts: the gRPC front binds it later, in the
+    lifespan, where a failure would be a traceback among uvicorn's lines instead of one line here."""
+    if port <= 0:
+        return None
+    host = address.strip("[]") or "0.0.0.0"
+    try:
+        socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET).close()
+    except OSError as exc:
+        return exc
+    return None
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, with signals left to ``_serve`` (which may forward them to the app)."""
 
@@ -79,6 +92,11 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
     except OSError as exc:
         api_socket.close()
         return _cannot_listen("internal port", settings.listen_address, settings.internal_port, exc)
+    taken = _taken(settings.listen_address, settings.grpc_port)
+    if taken is not None:
+        internal_socket.close()
+        api_socket.close()
+        return _cannot_listen("gRPC API", settings.listen_address, settings.grpc_port, taken)
     settings = replace(settings, internal_port=internal_socket.getsockname()[1])  # advertised as bound
     runtime = Runtime(settings)
     try:

@@ -33,6 +33,11 @@ def _int(value: str | None) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
+def _port(value: str | None, default: int) -> int:
+    port = _int(value)
+    return default if port is None else port
+
+
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
@@ -109,8 +114,8 @@ class Settings:
             "app_api_token": env.get("APP_API_TOKEN", ""),
             "host_address": env.get("DAPR_HOST_IP", ""),
             "internal_port": _int(env.get("DAPR_INTERNAL_GRPC_PORT")) or 0,
-            "grpc_port": _int(env.get("DAPR_GRPC_PORT")) or 50001,
-            "metrics_port": _int(env.get("DAPR_METRICS_PORT")) or 9090,
+            "grpc_port": _port(env.get("DAPR_GRPC_PORT"), 50001),  # 0: a free port
+            "metrics_port": _port(env.get("DAPR_METRICS_PORT"), 9090),
             "internal_token": env.get("LAYOTTO_INTERNAL_TOKEN", ""),
             "internal_token_file": _path(env.get("LAYOTTO_INTERNAL_TOKEN_FILE")),
             "internal_tls_cert_file": _path(env.get("LAYOTTO_INTERNAL_TLS_CERT_FILE")),

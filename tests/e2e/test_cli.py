@@ -416,6 +416,24 @@ def test_a_taken_port_is_one_line(home: dict[str, str]) -> None:
     ]
 
 
+def test_a_taken_grpc_port_is_one_line(home: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = layotto(env={**home, "DAPR_GRPC_PORT": str(port)})
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert stderr.strip().splitlines() == [
+        f"layotto: cannot listen on 127.0.0.1:{port} (gRPC API): address already in use"
+    ]
+
+
+def test_port_zero_from_the_environment_means_a_free_port() -> None:
+    settings = Settings.from_environment({"DAPR_GRPC_PORT": "0", "DAPR_METRICS_PORT": "0"})
+    assert (settings.grpc_port, settings.metrics_port) == (0, 0)
+
+
 def test_list_shows_running_sidecars_and_stop_stops_them(home: dict[str, str]) -> None:
     port = int(home["DAPR_HTTP_PORT"])
     assert cli("list", env=home).stdout.strip() == "No layotto sidecars found."

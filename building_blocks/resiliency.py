@@ -143,6 +143,8 @@ class CircuitBreaker:
     def __init__(self, policy: CircuitBreakerPolicy, name: str = "") -> None:
         self.policy = policy
         self.name = name
+        #: Told the new state on every change (the runtime's resiliency metrics).
+        self.on_change: Callable[[str], None] | None = None
         self.counts = Counts()
         self._state = "closed"
         self._generation = 0
@@ -159,6 +161,8 @@ class CircuitBreaker:
         previous, self._state = self._state, state
         self._new_generation(now)
         log.info('Circuit breaker "%s" changed state from %s to %s', self.name, previous, state)
+        if self.on_change is not None:
+            self.on_change(state)
 
     def _new_generation(self, now: float) -> None:
         self._generation += 1
@@ -330,6 +334,15 @@ class Resiliency:
     timeouts: dict[str, float] = field(default_factory=dict)
     retries: dict[str, RetryPolicy] = field(default_factory=dict)
     circuit_breakers: dict[str, CircuitBreakerPolicy] = field(default_factory=dict)
+    #: The names of the Resiliency resources in scope (``metadata.name``).
+    names: list[str] = field(default_factory=list)
+    #: Told of every activation: (policy kind ``timeout``/``retry``/``circuitbreaker``, Dapr's target label
+    #: such as ``Statestore_mystore``, the breaker's new state or ``""``); the runtime's resiliency metrics.
+    listeners: list[Callable[[str, str, str], None]] = field(default_factory=list)
+
+    def activated(self, policy: str, target: str, status: str = "") -> None:
+        for listener in self.listeners:
+            listener(policy, target, status)
 
     @classmethod
     def load(cls, documents: Iterable[tuple[str, dict[str, Any]]], app_id: str) -> Resiliency:
@@ -341,6 +354,9 @@ class Resiliency:
         ]
         for source, document in scoped:
             merged._add_policies(source, document)
+            name = (document.get("metadata") or {}).get("name") if isinstance(document.get("metadata"), dict) else None
+            if isinstance(name, str):
+                merged.names.append(name)
         for source, document in scoped:
             merged._add_targets(source, document)
         return merged

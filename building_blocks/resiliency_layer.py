@@ -93,16 +93,20 @@ async def _sleep(delay: float) -> None:
 class _Runner:
     """One component's policy and its breaker (one per component, named ``<policy>-<component>``)."""
 
-    __slots__ = ("breaker", "name", "policy")
+    __slots__ = ("breaker", "name", "policy", "resiliency", "target")
 
-    def __init__(self, component: str, policy: TargetPolicy) -> None:
+    def __init__(self, component: str, policy: TargetPolicy, target: str, resiliency: Resiliency) -> None:
         self.name = f"component[{component}] output"
         self.policy = policy
+        #: Dapr's ``target`` label for activations (``Statestore_mystore``), and who is told of them.
+        self.target, self.resiliency = target, resiliency
         self.breaker = (
             CircuitBreaker(policy.circuit_breaker, f"{policy.circuit_breaker_name}-{component}")
             if policy.circuit_breaker is not None
             else None
         )
+        if self.breaker is not None:
+            self.breaker.on_change = lambda state: resiliency.activated("circuitbreaker", target, state)
 
     async def run(self, proceed: Callable[[], Awaitable[T]]) -> T:
         retry = self.policy.retry
@@ -123,6 +127,7 @@ class _Runner:
                 if delay is None:
                     raise
                 log.warning("Error processing operation %s. Retrying in %s…", self.name, _go_duration(delay))
+                self.resiliency.activated("retry", self.target)
                 log.debug("Error for operation %s was: %s", self.name, exc)
                 await _sleep(delay)
                 continue
@@ -155,6 +160,7 @@ class _Runner:
                 return await proceed()
         except TimeoutError:
             if deadline.expired():
+                self.resiliency.activated("timeout", self.target)
                 raise DeadlineExceeded() from None
             raise
 
@@ -181,7 +187,7 @@ def install(resiliency: Resiliency, blocks: Iterable[Block[Any, Any]]) -> None:
         if component_type is None:
             continue
         runners = {
-            name: _Runner(name, policy)
+            name: _Runner(name, policy, f"{component_type}_{name}", resiliency)
             for name in block.entries
             if (policy := resiliency.component_outbound(name, component_type))
         }

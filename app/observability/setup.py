@@ -71,10 +71,15 @@ class Observability:
 
     def attach(self, core: Core, channel: AppChannel | None) -> None:
         """Apply the component-call layers to every block of ``core``, and measure the app channel."""
-        if self.metrics is not None:
-            core.add_layer(MetricsLayer(self.metrics))
+        metrics = self.metrics
+        if metrics is not None:
+            core.add_layer(MetricsLayer(metrics))
             if channel is not None:
-                channel.metrics = self.metrics
+                channel.metrics = metrics
+            name = ",".join(core.resiliency.names)  # the Resiliency resource(s) the policies come from
+            core.resiliency.listeners.append(
+                lambda policy, target, status: metrics.resiliency_activated(name, policy, target, status)
+            )
         if self.tracing is not None:
             from app.observability.tracing import TracingLayer
 
@@ -98,6 +103,8 @@ class Observability:
         for loaded in core.components:
             spec = loaded.spec
             self.metrics.init_component(spec.type, spec.name, None if loaded.ready else "init")
+        for name in core.resiliency.names:
+            self.metrics.resiliency_loaded.inc((name, core.context.namespace))
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -109,7 +109,7 @@ def samples(text: str, name: str) -> list[Sample]:
     return found
 
 
-def value(text: str, name: str, **labels: str) -> float:
+def value(text: str, name: str, /, **labels: str) -> float:
     return sum(s.value for s in samples(text, name) if all(s.labels.get(k) == v for k, v in labels.items()))
 
 

@@ -12,9 +12,16 @@ allows on top of ``MaxHeaderBytes``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ("GO_HEADER_SLACK", "bounded_protocol")
+if TYPE_CHECKING:
+    from app.invocation.hop_server import HopApp
+    from app.middleware import FrontDoor
+    from app.settings import Settings
+
+__all__ = ("GO_HEADER_SLACK", "api_protocol", "bounded_protocol", "hop_protocol")
 
 GO_HEADER_SLACK = 4096
 _TOO_LARGE = (
@@ -62,6 +69,10 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._refuse()
             raise _HeadTooLarge  # stops the parser: no request cycle starts
         self._head_bytes = 0
+        self.start_request()
+
+    def start_request(self) -> None:
+        """The head is complete and within bounds: hand the request to the ASGI app (``app.lane`` overrides)."""
         super().on_headers_complete()
 
     def _head_size(self) -> int:
@@ -77,3 +88,23 @@ def bounded_protocol(read_buffer_size: int) -> type[HttpToolsProtocol]:
     """The protocol class for uvicorn's ``Config(http=...)``, refusing heads over ``read_buffer_size``."""
     limit = read_buffer_size + GO_HEADER_SLACK
     return type("BoundedHeadProtocol", (BoundedHeadProtocol,), {"head_limit": limit})
+
+
+def api_protocol(settings: Settings, door: FrontDoor) -> type[HttpToolsProtocol]:
+    """The API port's protocol: with ``--http-lane protocol``, the hot routes on ``app.lane``."""
+    if settings.http_lane != "protocol":
+        return bounded_protocol(settings.read_buffer_size)
+    from app.lane.api import ApiLane
+    from app.lane.protocol import lane_protocol
+
+    return lane_protocol(settings.read_buffer_size, ApiLane(door))
+
+
+def hop_protocol(settings: Settings, app: HopApp) -> type[HttpToolsProtocol]:
+    """The internal listener's protocol: with ``--http-lane protocol``, hops on ``app.lane``."""
+    if settings.http_lane != "protocol":
+        return bounded_protocol(settings.read_buffer_size)
+    from app.lane.hop import HopLane
+    from app.lane.protocol import lane_protocol
+
+    return lane_protocol(settings.read_buffer_size, HopLane(app))

@@ -19,7 +19,7 @@ from dataclasses import replace
 import uvicorn
 
 from app import instances
-from app.http_server import bounded_protocol
+from app.http_server import api_protocol
 from app.invocation.hop_server import bind_internal, internal_config
 from app.main import create_app
 from app.observability.logs import configure_logging
@@ -107,11 +107,12 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         internal_socket.close()
         api_socket.close()
         return 1
+    app = create_app(settings, runtime)
     config = uvicorn.Config(
-        create_app(settings, runtime),
+        app,
         host=settings.listen_address,
         port=settings.http_port,
-        http=bounded_protocol(settings.read_buffer_size),
+        http=api_protocol(settings, app),
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,

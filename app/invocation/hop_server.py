@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.errors import error_response, render_error
 from app.governance.access_control import denied
-from app.http_server import bounded_protocol
+from app.http_server import hop_protocol
 from app.invocation.hop_security import HopSecurity
 from app.invocation.route import find_target
 from app.paths import MalformedPath, check_escapes, clean
@@ -108,9 +108,10 @@ def internal_config(settings: Settings, runtime: Runtime) -> uvicorn.Config:
     server_tls = security.server_tls
     how = " and ".join(name for name, on in (("hop secret", security.token), ("mutual TLS", server_tls)) if on)
     log.info("internal port for other sidecars: %d (%s)", settings.internal_port, how)
+    app = HopApp(runtime, security)
     return uvicorn.Config(
-        HopApp(runtime, security),
-        http=bounded_protocol(settings.read_buffer_size),  # unauthenticated heads are bounded here too
+        app,
+        http=hop_protocol(settings, app),  # unauthenticated heads are bounded here too
         ws="none",
         timeout_keep_alive=600,  # as the public port: closing an idle connection races a peer reusing it
         lifespan="off",

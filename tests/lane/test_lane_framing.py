@@ -1,0 +1,236 @@
+"""The protocol lane on a real socket: which requests it serves, that its answers are the ASGI lane's byte for
+byte, and its framing under hostile input (split heads, pipelining across both lanes, bad chunk sizes, early
+close, slow senders, oversized heads and bodies)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from app.lane.api import ApiLane
+from app.lane.cycle import LaneCycle
+from app.main import create_app
+from app.middleware import FrontDoor
+from app.settings import Settings
+from tests.lane.wire import Answer, connect, request, served
+from tests.sidecar import component_yaml
+
+TOKEN = "s3cret-token"
+
+
+@dataclass
+class Pair:
+    """One sidecar app served twice: on the protocol lane and on the ASGI lane; ``claimed`` counts claims."""
+
+    app: FrontDoor
+    lane_port: int
+    asgi_port: int
+    claimed: list[str]
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Pair]:
+    (tmp_path / "state.yaml").write_text(component_yaml("statestore", "state.in-memory"))
+    (tmp_path / "pubsub.yaml").write_text(component_yaml("pubsub", "pubsub.in-memory"))
+    settings = Settings(
+        app_id="laneapp", resources_paths=(tmp_path,), api_token=TOKEN, max_body_size=4096, metrics_port=0
+    )
+    app = create_app(settings)
+    claimed: list[str] = []
+    claim = ApiLane.claim
+
+    def spying(self: ApiLane, *args: object) -> LaneCycle | None:
+        cycle = claim(self, *args)  # type: ignore[arg-type]
+        if cycle is not None:
+            claimed.append(cycle.scope["path"])
+        return cycle
+
+    monkeypatch.setattr(ApiLane, "claim", spying)
+    async with app.lifespan():
+        await app.runtime.wait_ready()
+        async with served(app, settings) as asgi_port:
+            lane_settings = dataclasses.replace(settings, http_lane="protocol")
+            async with served(app, lane_settings) as lane_port:
+                yield Pair(app, lane_port, asgi_port, claimed)
+
+
+AUTH = [("dapr-api-token", TOKEN)]
+SAVE = request("POST", "/v1.0/state/statestore", b'[{"key":"k","value":{"n":1}}]', AUTH)
+
+
+async def exchange(port: int, data: bytes, count: int = 1) -> list[Answer]:
+    async with connect(port) as connection:
+        await connection.send(data)
+        return await connection.answers(count)
+
+
+# -- same wire, and actually the lane ------------------------------------------------------------------------
+
+CASES = [
+    SAVE,
+    request("GET", "/v1.0/state/statestore/k", headers=AUTH),
+    request("GET", "/v1.0/state/statestore/missing", headers=AUTH),
+    request("GET", "/v1.0/state/nostore/k", headers=AUTH),
+    request("GET", "//v1.0//state/statestore/k/", headers=AUTH),
+    request("GET", "/v1.0/state/statestore/k?consistency=strong&metadata.x=1", headers=AUTH),
+    request("POST", "/v1.0/state/statestore", b"[{}]", AUTH),
+    request("POST", "/v1.0/state/statestore", b"not json", AUTH),
+    request("POST", "/v1.0/publish/pubsub/orders", b'{"a":1}', [*AUTH, ("content-type", "application/json")]),
+    request("POST", "/v1.0/publish/nopubsub/orders", b"{}", AUTH),
+    request("GET", "/v1.0/invoke/nobody/method/x", headers=AUTH),
+    request("POST", "/x/y", b"hi", AUTH),
+    request("GET", "/v1.0/state/statestore/k"),  # no token: the door's 401
+    request("GET", "/v1.0/state/statestore/%zz", headers=AUTH),  # a bad escape: the door's 400
+    request("POST", "/v1.0/state/statestore", b"x" * 5000, AUTH),  # over --max-body-size: the door's 413
+    request("GET", "/v1.0/state/statestore/k", headers=[*AUTH, ("connection", "close")]),
+    request("HEAD", "/v1.0/state/statestore/k", headers=AUTH),
+    request("GET", "/v1.0/metadata", headers=AUTH),
+]
+
+
+@pytest.mark.parametrize("data", CASES, ids=[case.split(b"\r\n")[0].decode() for case in CASES])
+async def test_answers_are_the_asgi_lanes_byte_for_byte(pair: Pair, data: bytes) -> None:
+    await exchange(pair.asgi_port, SAVE)
+    lane = await exchange(pair.lane_port, data)
+    asgi = await exchange(pair.asgi_port, data)
+    assert [answer.wire() for answer in lane] == [answer.wire() for answer in asgi]
+
+
+async def test_hot_routes_are_claimed_and_the_rest_is_not(pair: Pair) -> None:
+    await exchange(pair.lane_port, SAVE)
+    await exchange(pair.lane_port, request("GET", "/v1.0/state/statestore/k", headers=AUTH))
+    await exchange(pair.lane_port, request("POST", "/v1.0/publish/pubsub/t", b"{}", AUTH))
+    await exchange(pair.lane_port, request("GET", "/v1.0/invoke/nobody/method/m", headers=AUTH))
+    assert pair.claimed == [
+        "/v1.0/state/statestore",
+        "/v1.0/state/statestore/k",
+        "/v1.0/publish/pubsub/t",
+        "/v1.0/invoke/nobody/method/m",
+    ]
+    pair.claimed.clear()
+    for data in CASES[-6:]:  # refusals and metadata are the ASGI app's
+        await exchange(pair.lane_port, data)
+    assert pair.claimed == ["/v1.0/state/statestore/k"] * 2  # connection: close, and HEAD (a GET route)
+
+
+async def test_the_token_is_not_passed_on_and_metrics_are_counted(pair: Pair) -> None:
+    await exchange(pair.lane_port, SAVE)
+    (answer,) = await exchange(pair.lane_port, request("GET", "/v1.0/state/statestore/k", headers=AUTH))
+    assert answer.status == 200 and answer.body == b'{"n":1}'
+    observability = pair.app.runtime.observability
+    assert observability is not None and observability.metrics is not None
+    exposition = observability.metrics.exposition()
+    assert 'method="GET",path="/v1.0/state/statestore",status="200"} 1.0' in exposition or (
+        'method="GET",path="/v1.0/state/statestore",status="200"} 1' in exposition
+    )
+    assert 'method="POST",path="/v1.0/state/statestore",status="204"} 1' in exposition
+
+
+# -- framing -----------------------------------------------------------------------------------------------------
+
+
+async def test_a_head_split_byte_by_byte(pair: Pair) -> None:
+    data = request("GET", "/v1.0/state/statestore/k", headers=AUTH)
+    await exchange(pair.lane_port, SAVE)
+    async with connect(pair.lane_port) as connection:
+        for index in range(len(data)):
+            await connection.send(data[index : index + 1])
+        (answer,) = await connection.answers(1)
+    assert answer.status == 200 and answer.body == b'{"n":1}'
+
+
+async def test_pipelined_requests_across_both_lanes_are_answered_in_order(pair: Pair) -> None:
+    get = request("GET", "/v1.0/state/statestore/k", headers=AUTH)
+    metadata = request("GET", "/v1.0/metadata", headers=AUTH)
+    save2 = request("POST", "/v1.0/state/statestore", b'[{"key":"k","value":2}]', AUTH)
+    answers = await exchange(pair.lane_port, SAVE + get + metadata + save2 + get + metadata, 6)
+    assert [a.status for a in answers] == [204, 200, 200, 204, 200, 200]
+    assert answers[1].body == b'{"n":1}' and answers[4].body == b"2"
+    assert b'"id":"laneapp"' in answers[2].body and b'"id":"laneapp"' in answers[5].body
+
+
+async def test_a_body_sent_slowly_in_pieces(pair: Pair) -> None:
+    body = b'[{"key":"slow","value":"' + b"v" * 300 + b'"}]'
+    data = request("POST", "/v1.0/state/statestore", body, AUTH)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    async with connect(pair.lane_port) as connection:
+        await connection.send(head + b"\r\n\r\n")
+        for start in range(0, len(rest), 37):
+            await asyncio.sleep(0.01)
+            await connection.send(rest[start : start + 37])
+        (answer,) = await connection.answers(1)
+    assert answer.status == 204
+    (got,) = await exchange(pair.lane_port, request("GET", "/v1.0/state/statestore/slow", headers=AUTH))
+    assert got.body == b'"' + b"v" * 300 + b'"'
+
+
+@pytest.mark.parametrize("size", [b"zz", b"-1", b"fffffffffffffffffff"])
+async def test_bad_chunk_sizes_are_400_and_close(pair: Pair, size: bytes) -> None:
+    head = request("POST", "/v1.0/state/statestore", headers=[*AUTH, ("transfer-encoding", "chunked")])
+    async with connect(pair.lane_port) as connection:
+        await connection.send(head + size + b"\r\nabc\r\n0\r\n\r\n")
+        answers = await connection.until_closed()
+    assert [a.status for a in answers] == [400]
+
+
+async def test_a_chunked_save_is_served(pair: Pair) -> None:
+    body = b'[{"key":"ch","value":3}]'
+    head = request("POST", "/v1.0/state/statestore", headers=[*AUTH, ("transfer-encoding", "chunked")])
+    chunks = b"".join(b"%x\r\n%b\r\n" % (len(body[i : i + 5]), body[i : i + 5]) for i in range(0, len(body), 5))
+    (answer,) = await exchange(pair.lane_port, head + chunks + b"0\r\n\r\n")
+    assert answer.status == 204
+
+
+async def test_expect_100_continue(pair: Pair) -> None:
+    body = b'[{"key":"e","value":4}]'
+    data = request("POST", "/v1.0/state/statestore", body, [*AUTH, ("expect", "100-continue")])
+    head, _, rest = data.partition(b"\r\n\r\n")
+    async with connect(pair.lane_port) as connection:
+        await connection.send(head + b"\r\n\r\n")
+        async with asyncio.timeout(30):
+            while b"100 Continue" not in connection.raw:
+                await connection._read()
+        await connection.send(rest)
+        (answer,) = await connection.answers(1)
+    assert answer.status == 204
+
+
+async def test_an_early_close_mid_body_leaves_the_server_serving(pair: Pair) -> None:
+    data = request("POST", "/v1.0/state/statestore", b'[{"key":"gone","value":1}]', AUTH)
+    async with connect(pair.lane_port) as connection:
+        await connection.send(data[:-10])
+    async with connect(pair.lane_port) as connection:
+        await connection.send(data[:-10])
+        connection.writer.transport.abort()
+    (answer,) = await exchange(pair.lane_port, request("GET", "/v1.0/state/statestore/gone", headers=AUTH))
+    assert answer.status == 204  # never saved
+
+
+async def test_an_oversized_head_is_431_and_closed(pair: Pair) -> None:
+    data = request("GET", "/v1.0/state/statestore/k", headers=[*AUTH, ("x-big", "y" * 9000)])
+    async with connect(pair.lane_port) as connection:
+        await connection.send(data)
+        answers = await connection.until_closed()
+    assert [a.status for a in answers] == [431]
+
+
+async def test_connection_close_is_honoured(pair: Pair) -> None:
+    await exchange(pair.lane_port, SAVE)
+    data = request("GET", "/v1.0/state/statestore/k", headers=[*AUTH, ("connection", "close")])
+    async with connect(pair.lane_port) as connection:
+        await connection.send(data)
+        answers = await connection.until_closed()
+    assert [a.status for a in answers] == [200]
+    assert answers[0].header(b"connection") == b"close"
+
+
+async def test_garbage_is_400(pair: Pair) -> None:
+    async with connect(pair.lane_port) as connection:
+        await connection.send(b"GET /v1.0/state/statestore/k HTTP/1.1\r\nhost sidecar\r\n\r\n")
+        answers = await connection.until_closed()
+    assert [a.status for a in answers] == [400]

@@ -19,6 +19,7 @@ import orjson
 from app.app_channel import AppChannel
 from app.app_health import AppHealth
 from app.configuration_delivery import app_delivery
+from app.governance import front as governance
 from app.invocation.invoker import Invoker
 from app.observability.setup import Observability
 from app.postman import HttpPostman
@@ -122,6 +123,7 @@ class Runtime:
     async def prepare(self) -> None:
         """Step 1: the core's specs and components, then invocation; raises ``SpecError`` on any problem."""
         await self.core.prepare()
+        await governance.prepare(self)  # the HTTP pipeline's middlewares (a bad one fails start-up here)
         if self.observability is None:
             self.observability = Observability.configure(self.settings, self.core.configuration_spec)
             self.observability.attach(self.core, self.app_channel)

@@ -220,3 +220,35 @@ def test_bearer_validates_tokens_against_the_issuers_jwks(tmp_path: Path, issuer
         assert status(f"Bearer {forged}") == 401
         assert status(f"Bearer {issuer.token()[:-4]}AAAA") == 401
         assert status("Bearer " + "x" * 100_000) in (401, 431)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "pipeline", "expected"),
+    [
+        (
+            {"maxRequestsPerSecond": "-1"},
+            "httpPipeline",
+            "component 'limit' (middleware.http.ratelimit): metadata property maxRequestsPerSecond must be a positive value",
+        ),
+        (
+            {"maxRequestsPerSecond": "5"},
+            "appHttpPipeline",
+            "spec.appHttpPipeline is not supported yet (handlers limit)",
+        ),
+    ],
+)
+def test_a_pipeline_that_cannot_run_stops_start_up_with_one_line(
+    tmp_path: Path, metadata: dict[str, str], pipeline: str, expected: str
+) -> None:
+    (tmp_path / "limit.yaml").write_text(_middleware("limit", "middleware.http.ratelimit", metadata))
+    config = _config([("limit", "middleware.http.ratelimit")]).replace("httpPipeline", pipeline)
+    (tmp_path / "config.yaml").write_text(config)
+    process = layotto(
+        "--app-id", "bad", "--dapr-http-port", str(free_port()), "--resources-path", str(tmp_path),
+        "--config", str(tmp_path / "config.yaml"),
+    )  # fmt: skip
+    _, stderr = process.communicate(timeout=WAIT)
+    assert process.returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("layotto: ")]
+    assert len(errors) == 1 and expected in errors[0], stderr
+    assert "Traceback" not in stderr

@@ -17,6 +17,8 @@ from app.middleware import FrontDoor
 __all__ = ("ObservedFrontDoor",)
 
 _INVOKE = "/v1.0/invoke/"
+#: How much of an error answer is kept to read its ``errorCode`` (``spec.metrics.recordErrorCodes``).
+_ERROR_BODY_LIMIT = 4096
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
@@ -49,9 +51,12 @@ class ObservedFrontDoor(FrontDoor):
         if tracing is not None and "/healthz" not in scope["path"]:  # daprd traces no health check
             span = tracing.server(scope)
         echoed = [(n, v) for n, v in scope["headers"] if n == b"baggage"] if span is not None else []
+        metrics = observability.metrics
+        error_codes = metrics is not None and metrics.record_error_codes
+        error_body = b""
 
         async def observed_send(message: Message) -> None:
-            nonlocal status, size
+            nonlocal status, size, error_body
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if span is not None:
@@ -60,7 +65,10 @@ class ObservedFrontDoor(FrontDoor):
                         headers += span.headers
                     message = {**message, "headers": headers + echoed}
             elif message["type"] == "http.response.body":
-                size += len(message.get("body", b""))
+                body = message.get("body", b"")
+                size += len(body)
+                if error_codes and status >= 400 and len(error_body) < _ERROR_BODY_LIMIT:
+                    error_body += body
             await send(message)
 
         try:
@@ -70,9 +78,10 @@ class ObservedFrontDoor(FrontDoor):
             if span is not None:
                 span.end(status)
             method, path = scope["method"], scope["path"]
-            metrics = observability.metrics
             if metrics is not None:
                 metrics.http_server(method, path, status, _content_length(scope["headers"]), size, seconds)
+                if error_body:
+                    metrics.error_body(error_body)
                 target = _invoked(path)
                 if target:
                     metrics.invocation_sent(target)

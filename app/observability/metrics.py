@@ -72,6 +72,22 @@ _FAMILIES = {
 }
 
 
+#: daprd's error code categories by the prefix of the code (the rest are ``""``).
+_CATEGORIES = {
+    "ERR_STATE": "state", "ERR_PUBSUB": "pubsub", "ERR_PUBLISH": "pubsub", "ERR_SECRET": "secret",
+    "ERR_CONFIGURATION": "configuration", "ERR_TRY_LOCK": "lock", "ERR_UNLOCK": "lock", "ERR_LOCK": "lock",
+    "ERR_DIRECT_INVOKE": "service-invocation", "ERR_HEALTH": "health", "ERR_METADATA": "metadata",
+    "ERR_INVOKE_OUTPUT_BINDING": "binding", "ERR_MALFORMED_REQUEST": "common", "ERR_BODY_READ": "common",
+}  # fmt: skip
+
+
+def _category(code: str) -> str:
+    for prefix, category in _CATEGORIES.items():
+        if code.startswith(prefix):
+            return category
+    return ""
+
+
 class DaprMetrics:
     """Every instrument of one sidecar, and the methods that record into them."""
 
@@ -372,9 +388,15 @@ class DaprMetrics:
                     (name, policy, self.namespace, direction, target, state), 1.0 if state == status else 0.0
                 )
 
-    def error_code(self, code: str, category: str) -> None:
-        if self.record_error_codes:
-            self.error_codes.inc((code, category))
+    def error_body(self, body: bytes) -> None:
+        """Count the ``errorCode`` of a Dapr error answer (``recordErrorCodes``), by its category: the API it
+        belongs to (``ERR_STATE_GET`` -> ``state``), as daprd's error code table groups them."""
+        try:
+            code = orjson.loads(body).get("errorCode")
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        if isinstance(code, str) and code:
+            self.error_codes.inc((code, _category(code)))
 
 
 class MetricsLayer:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from app.app_channel import AppChannel
@@ -13,20 +15,56 @@ from app.observability.logs import ApiLog
 from app.observability.metrics import DaprMetrics, MetricsLayer
 from app.observability.server import MetricsServer
 from app.settings import Settings
+from building_blocks.configuration_spec import ConfigurationSpec, OtelSpec, TracingSpec
+from building_blocks.runtime import Runtime as Core
 
 if TYPE_CHECKING:
     from app.observability.tracing import Tracing
-from building_blocks.configuration_spec import ConfigurationSpec
-from building_blocks.runtime import Runtime as Core
 
 __all__ = ("Observability", "wanted")
 
 log = logging.getLogger("layotto.runtime")
 
 
+def _otlp_variable(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(f"OTEL_EXPORTER_OTLP_TRACES_{name}") or environ.get(f"OTEL_EXPORTER_OTLP_{name}") or ""
+
+
+def tracing_from_environment(spec: TracingSpec | None, environ: Mapping[str, str]) -> TracingSpec | None:
+    """daprd's fallback when ``spec.tracing.otel.endpointAddress`` is empty: OpenTelemetry's own variables
+    (``OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT``, ``_PROTOCOL``, ``_HEADERS``, ``_TIMEOUT`` in ms, and
+    ``OTEL_EXPORTER_OTLP_INSECURE``), sampling everything unless the file says otherwise."""
+    if spec is not None and spec.otel is not None and spec.otel.endpoint_address:
+        return spec
+    endpoint = _otlp_variable(environ, "ENDPOINT").strip()
+    if not endpoint:
+        return spec
+    protocol = "http" if _otlp_variable(environ, "PROTOCOL").lower().startswith("http") else "grpc"
+    headers = tuple(
+        (name.strip(), urllib.parse.unquote(value.strip()))
+        for name, _, value in (item.partition("=") for item in _otlp_variable(environ, "HEADERS").split(","))
+        if name.strip()
+    )
+    timeout = _otlp_variable(environ, "TIMEOUT")
+    insecure = environ.get("OTEL_EXPORTER_OTLP_INSECURE", "").lower() == "true" or endpoint.startswith("http://")
+    otel = OtelSpec(
+        endpoint_address=endpoint.removeprefix("http://").removeprefix("https://").rstrip("/"),
+        protocol=protocol,
+        is_secure=not insecure,
+        headers=headers,
+        timeout=int(timeout) / 1000 if timeout.isdigit() else None,
+    )
+    return replace(spec if spec is not None else TracingSpec(sampling_rate=1.0), otel=otel)
+
+
 def wanted(settings: Settings) -> bool:
     """Whether the front door must measure at all: known from the flags alone (the file may switch parts off)."""
-    return settings.enable_metrics or bool(settings.enable_api_logging) or settings.config_file is not None
+    return (
+        settings.enable_metrics
+        or bool(settings.enable_api_logging)
+        or settings.config_file is not None
+        or bool(_otlp_variable(settings.environ, "ENDPOINT"))
+    )
 
 
 @dataclass(slots=True)
@@ -58,10 +96,11 @@ class Observability:
         if api_logging is None:
             api_logging = spec.api_logging.enabled
         tracing = None
-        if spec.tracing is not None and spec.tracing.enabled:
+        tracing_spec = tracing_from_environment(spec.tracing, settings.environ)
+        if tracing_spec is not None and tracing_spec.enabled:
             from app.observability.tracing import Tracing  # OpenTelemetry is loaded only when tracing is on
 
-            tracing = Tracing(spec.tracing, settings.app_id)
+            tracing = Tracing(tracing_spec, settings.app_id)
         return cls(metrics, server, ApiLog(spec.api_logging) if api_logging else None, tracing)
 
     @property

@@ -311,3 +311,20 @@ async def test_a_real_prometheus_scrapes_the_sidecar(sidecar: tuple[Sidecar, int
         process.terminate()
         await process.communicate()
         log_file.close()
+
+
+async def test_error_codes_are_counted_when_asked(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: c}\nspec: {metrics: {recordErrorCodes: true}}\n"
+    )
+    port = free_port()
+    async with running_sidecar(DEFAULT_RESOURCES_PATH, metrics_port=port, config_file=config) as side:
+        for _ in range(2):
+            assert (await side.client.get("/v1.0/state/nosuchstore/x")).status_code == 400
+        text = await scrape(port)
+    assert value(text, "dapr_error_code_total", error_code="ERR_STATE_STORE_NOT_FOUND", category="state") == 2
+    port = free_port()
+    async with running_sidecar(DEFAULT_RESOURCES_PATH, metrics_port=port) as side:
+        await side.client.get("/v1.0/state/nosuchstore/x")
+        assert not samples(await scrape(port), "dapr_error_code_total")  # only with recordErrorCodes

@@ -242,3 +242,33 @@ async def test_stdout_exporter_logs_daprs_lines(tmp_path: Path, caplog: pytest.L
     lines = [r.getMessage() for r in caplog.records if r.name == "layotto.trace"]
     assert any(line.startswith("[/v1.0/state/statestore/k] Trace: ") for line in lines), lines
     assert any(line.startswith("[state.get statestore] Trace: ") for line in lines), lines
+
+
+async def test_opentelemetrys_environment_variables_as_daprd_reads_them(receiver: Receiver) -> None:
+    """No tracing in a config file: OTEL_EXPORTER_OTLP_ENDPOINT alone sends every span, as daprd does."""
+    parent, trace_id, _ = traceparent()
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.grpc_port}",
+        "OTEL_EXPORTER_OTLP_HEADERS": "a=b%20c",
+    }
+    async with running_sidecar(DEFAULT_RESOURCES_PATH, metrics_port=free_port(), environ=environ) as side:
+        assert (await side.client.get("/v1.0/state/statestore/k", headers={"traceparent": parent})).status_code == 204
+    spans = receiver.wait_for(of_trace(trace_id, 2))
+    assert {s.via for s in spans if s.trace_id == trace_id} == {"otlp-grpc"}
+
+
+def test_environment_fallback_fields() -> None:
+    from app.observability.setup import tracing_from_environment
+    from building_blocks.configuration_spec import OtelSpec, TracingSpec
+
+    environ = {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://collector:4318/",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "k1=v1, k2=a%3Db",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+    }
+    spec = tracing_from_environment(None, environ)
+    assert spec == TracingSpec(1.0, otel=OtelSpec("collector:4318", "http", True, (("k1", "v1"), ("k2", "a=b")), 2.5))
+    configured = TracingSpec(0.5, otel=OtelSpec("file:4317", "grpc"))
+    assert tracing_from_environment(configured, environ) is configured  # the file's endpoint wins
+    assert tracing_from_environment(None, {}) is None

@@ -9,9 +9,10 @@ STAMP     := $(VENV)/.installed-stamp
 NODE_STAMP := $(VENV)/.installed-node-stamp
 DCLINT    := dclint@3.1.0
 
-.PHONY: run test lint install install-run help
+.PHONY: run demo test lint install install-run help
 help:
 	@echo "make run   - start the sidecar on the embedded default components (ARGS='--app-id x ...')"
+	@echo "make demo  - the two example apps with their sidecars (needs Redis on localhost:6379 and npm)"
 	@echo "make test  - lint, type-check and run the whole test suite"
 
 $(BIN)/python:
@@ -27,8 +28,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP) $(RUN_STAMP)
 
 install-run: $(RUN_STAMP)
-$(NODE_STAMP): examples/node/package-lock.json | $(BIN)/python
+examples/node/node_modules: examples/node/package-lock.json
 	npm ci --prefix examples/node --no-audit --no-fund --loglevel=error
+	touch examples/node/node_modules
+
+$(NODE_STAMP): examples/node/node_modules | $(BIN)/python
 	npm install --prefix $(VENV)/node --no-save --no-audit --no-fund --loglevel=error $(DCLINT)
 	touch $(NODE_STAMP)
 
@@ -36,6 +40,9 @@ install: $(STAMP) $(NODE_STAMP)
 
 run: $(RUN_STAMP)
 	$(BIN)/layotto run $(ARGS)
+
+demo: $(RUN_STAMP) examples/node/node_modules
+	$(BIN)/layotto run -f examples
 
 lint: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .

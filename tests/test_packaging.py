@@ -161,6 +161,13 @@ def test_make_run_installs_the_runtime_without_dev_tools(tmp_path: Path) -> None
     assert "layotto run" in commands
 
 
+def test_make_demo_installs_the_runtime_and_the_node_example_and_runs_the_run_file(tmp_path: Path) -> None:
+    commands = _make_dry_run("demo", tmp_path)
+    assert "-e '.[all]'" in commands and "[dev]" not in commands
+    assert "npm ci --prefix examples/node" in commands or (ROOT / "examples/node/node_modules").is_dir()
+    assert commands.strip().endswith("layotto run -f examples")
+
+
 def test_make_test_installs_the_dev_tools(tmp_path: Path) -> None:
     commands = _make_dry_run("test", tmp_path)
     assert "python3 -m venv" in commands and "-e '.[dev]'" in commands and "pytest" in commands

@@ -429,8 +429,11 @@ class Resiliency:
         own = self.components_outbound.get(component)
         return own if own is not None else self._defaults(component_type, "Outbound")
 
-    def inbound(self, component: str) -> TargetPolicy:
-        return self.components_inbound.get(component, NO_POLICY)
+    def inbound(self, component: str, component_type: str = "Pubsub") -> TargetPolicy:
+        """Dapr's ``ComponentInboundPolicy`` (deliveries from a pub/sub): the component's own inbound target,
+        else the ``Default<Type>ComponentInbound...`` names and the more general defaults."""
+        own = self.components_inbound.get(component)
+        return own if own is not None else self._defaults(component_type, "Inbound")
 
     def app(self, app_id: str) -> TargetPolicy:
         return self.apps.get(app_id, NO_POLICY)

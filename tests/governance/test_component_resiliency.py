@@ -61,6 +61,8 @@ def test_own_target_replaces_defaults_and_the_most_specific_default_wins() -> No
     assert lock.circuit_breaker.trip is not None
     secrets = resiliency.component_outbound("vault", "Secretstore")
     assert secrets.circuit_breaker is None and secrets.timeout == 0.3
+    inbound = resiliency.inbound("orders")  # deliveries: the Inbound names and the general ones
+    assert inbound.timeout == 7.0 and inbound.retry is not None and inbound.retry.duration == 2.0
 
 
 def _resources(tmp_path: Path, redis: str, resiliency: str) -> Path:

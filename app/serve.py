@@ -42,6 +42,8 @@ def app_environment(settings: Settings) -> dict[str, str]:
         APP_CHANNEL_ADDRESS=settings.app_channel_address,
         APP_PROTOCOL=settings.app_protocol,
         DAPR_HTTP_PORT=str(settings.http_port),
+        DAPR_GRPC_PORT=str(settings.grpc_port),  # the SDKs' gRPC clients dial it
+        DAPR_METRICS_PORT=str(settings.metrics_port),
     )
     if settings.app_port:
         env["APP_PORT"] = str(settings.app_port)

@@ -127,6 +127,9 @@ APP = textwrap.dedent(
     port = os.environ["DAPR_HTTP_PORT"]
     assert os.environ["APP_ID"] == "orders", os.environ["APP_ID"]
     assert os.environ["APP_PORT"] == "9999" and os.environ["APP_CHANNEL_ADDRESS"] == "127.0.0.1"
+    expected = os.environ.get("EXPECTED_GRPC_PORT", os.environ["DAPR_GRPC_PORT"])
+    assert os.environ["DAPR_GRPC_PORT"] == expected, os.environ["DAPR_GRPC_PORT"]
+    assert int(os.environ["DAPR_METRICS_PORT"]) >= 0
     for _ in range(500):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v1.0/healthz/outbound").status_code == 204:
@@ -145,7 +148,10 @@ APP = textwrap.dedent(
 
 
 def test_app_command_gets_dapr_environment_and_its_exit_code_is_returned(home: dict[str, str]) -> None:
-    sidecar = layotto("--app-id", "orders", "--app-port", "9999", "--", sys.executable, "-c", APP, "7", env=home)
+    grpc = str(free_port())
+    env = {**home, "EXPECTED_GRPC_PORT": grpc}
+    argv = ("--app-id", "orders", "--app-port", "9999", "-G", grpc, "--", sys.executable, "-c", APP, "7")
+    sidecar = layotto(*argv, env=env)
     _, stderr = sidecar.communicate(timeout=30)
     assert sidecar.returncode == 7, stderr
 

@@ -148,8 +148,10 @@ def _parser() -> argparse.ArgumentParser:
     _run_parser(commands)
     listing = commands.add_parser("list", help="the sidecars running on this machine")
     listing.add_argument("--output", "-o", choices=["table", "json"], default="table", help="default table")
-    stop = commands.add_parser("stop", help="stop the sidecars (and their apps) of an app id")
-    stop.add_argument("--app-id", "-a", required=True, action="append", help="repeatable")
+    stop = commands.add_parser("stop", help="stop the sidecars (and their apps) of an app id or a run file")
+    targets = stop.add_mutually_exclusive_group(required=True)
+    targets.add_argument("--app-id", "-a", action="append", help="repeatable")
+    targets.add_argument("--run-file", "-f", type=Path, help="every app of a multi-app run file (or its folder)")
     stop.add_argument("--timeout", type=float, default=30, help="seconds to wait for them to exit (default 30)")
     commands.add_parser("version", help="print the version")
     dashboard = commands.add_parser("dashboard", help="a page over the sidecars on this machine (as dapr dashboard)")
@@ -322,8 +324,17 @@ def _list(args: argparse.Namespace) -> int:
 def _stop(args: argparse.Namespace) -> int:
     from app.instances import find, terminate
 
+    app_ids: list[str] = args.app_id or []
+    if args.run_file is not None:
+        from app.run_file import RunFileError, load
+
+        try:
+            app_ids = [app.app_id for app in load(args.run_file)]
+        except RunFileError as exc:
+            print(f"layotto: {exc}", file=sys.stderr)
+            return 1
     code = 0
-    for app_id in args.app_id:
+    for app_id in app_ids:
         found = find(app_id)
         if not found:
             print(f"layotto: no sidecar with app id {app_id!r} is running on this machine", file=sys.stderr)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.test_cli import ROOT, free_port
+from tests.e2e.test_cli import ROOT, cli, free_port
 from tests.services import require_redis
 
 pytestmark = pytest.mark.timeout(300)
@@ -72,8 +72,16 @@ def test_examples_run_file_runs_both_apps_and_the_demo_flows(tmp_path: Path) -> 
         assert {a["orderId"] for a in status["audits"]} >= set(orders)
         text = output()
         assert "== orders == orders: accepted" in text and "== checkout == checkout: paid order" in text
+        stopped = cli("stop", "-f", str(tmp_path / "dapr.yaml"), env={"HOME": str(tmp_path)})
+        assert stopped.returncode == 0, stopped.stderr
+        assert sorted(stopped.stdout.splitlines()) == [
+            "app stopped successfully: checkout",
+            "app stopped successfully: orders",
+        ]
+        runner.wait(timeout=60)  # every app stopped: the runner ends
     finally:
-        runner.send_signal(signal.SIGINT)
+        if runner.poll() is None:
+            runner.send_signal(signal.SIGINT)
         try:
             runner.wait(timeout=60)
         finally:

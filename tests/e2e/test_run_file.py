@@ -132,7 +132,7 @@ def test_dapr_quickstart_layout_runs_both_apps_prefixed_and_ctrl_c_stops_all(tmp
     try:
         assert runner.stdout is not None
         deadline = time.monotonic() + 180
-        while len(received) < 10 and time.monotonic() < deadline:
+        while (len(received) < 10 or published < 10) and time.monotonic() < deadline:
             line = runner.stdout.readline()
             if not line:
                 break

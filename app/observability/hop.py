@@ -1,50 +1,42 @@
 """Invocations other sidecars deliver to this one (the internal listener), observed: daprd's callee span
-(``CallLocal/<app>/<method>``, its parent the caller sidecar's span) and the received/sent invocation counts."""
+(``CallLocal/<app>/<method>``, its parent the caller sidecar's span, and the parent of what the app is sent)
+and the received/sent invocation counts. Both ways a hop is served (``HopApp``, the protocol lane) call
+``serve_hop`` here instead of the invoker's."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import Request
+from starlette.responses import Response
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
-__all__ = ("observed_hop",)
+__all__ = ("serve_hop",)
 
-_PREFIX = "/v1.0/invoke/"
+ServeHop = Callable[[Request, str, str], Awaitable[Response]]
 
 
-def observed_hop(app: ASGIApp, runtime: Runtime) -> ASGIApp:
-    """``app`` (the internal listener's), with the hop's span and metrics when they are on."""
-
-    async def observed(scope: Scope, receive: Receive, send: Send) -> None:
-        observability = runtime.observability
-        path: str = scope.get("path", "")
-        if scope["type"] != "http" or observability is None or not path.startswith(_PREFIX):
-            await app(scope, receive, send)
-            return
-        target, _, rest = path[len(_PREFIX) :].partition("/")
-        method = rest.partition("/")[2]
-        caller = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"dapr-caller-app-id"), "")
-        metrics, tracing = observability.metrics, observability.tracing
-        span = tracing.hop(scope, target, method) if tracing is not None else None
-        status = 500
-
-        async def observed_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+async def serve_hop(runtime: Runtime, serve: ServeHop, request: Request, target: str, method: str) -> Response:
+    """``serve(request, target, method)`` (the invoker's ``serve_hop``), measured and traced when that is on."""
+    observability = runtime.observability
+    if observability is None or (observability.metrics is None and observability.tracing is None):
+        return await serve(request, target, method)
+    metrics, tracing = observability.metrics, observability.tracing
+    scope = request.scope
+    caller = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"dapr-caller-app-id"), "")
+    span = tracing.hop(scope, target, method) if tracing is not None else None  # before the headers are read
+    if metrics is not None:
+        metrics.invocation_received(caller)
+    status = 500
+    try:
+        response = await serve(request, target, method)
+        status = response.status_code
+        return response
+    finally:
+        if span is not None:
+            span.end(status)
         if metrics is not None:
-            metrics.invocation_received(caller)
-        try:
-            await app(scope, receive, observed_send)
-        finally:
-            if span is not None:
-                span.end(status)
-            if metrics is not None:
-                metrics.invocation_responded(caller, status)
-
-    return observed
+            metrics.invocation_responded(caller, status)

@@ -100,10 +100,12 @@ class Exporting:
         self._wake = threading.Event()
         self._stopped = False
         self._dropped = 0
-        self._thread = threading.Thread(target=self._run, name="layotto-span-export", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None  # started with the first span: none until then
 
     def add(self, span: Span) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="layotto-span-export", daemon=True)
+            self._thread.start()
         queue = self._queue
         if len(queue) >= self.limit:
             self._dropped += 1
@@ -134,7 +136,8 @@ class Exporting:
         """Export what is queued, then stop (blocking: call it off the event loop)."""
         self._stopped = True
         self._wake.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         self._drain()
         for sink in self.sinks:
             sink.shutdown()

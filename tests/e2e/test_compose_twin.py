@@ -6,7 +6,8 @@ and environment. What differs is only what one host forces: each network namespa
 of the container's fixed ones (3500, 50002, 6001...), a host name of the stack (``redis:6379``,
 ``orders-sidecar:50002``, ``host=postgres``) becomes the local service's address wherever it appears (the
 environment and the mounted files, rewritten in a copy), and a named volume is a folder. Redis and
-PostgreSQL are the machine's, Kafka is the suite's Kafka-protocol broker; Zipkin and Prometheus are not run.
+PostgreSQL are the machine's, Kafka is the suite's Kafka-protocol broker, Zipkin is a stand-in for its span
+intake, and Prometheus is played by the test: it scrapes the targets of the stack's prometheus.yml.
 Start order and readiness follow ``depends_on`` and each service's own ``healthcheck`` command. Then the
 demo must run end to end: orders placed (sequencer, lock, state on Redis), accepted by checkout (invocation
 across the sidecars through the static resolver), checked out by checkout (Kafka, state on PostgreSQL) and
@@ -22,9 +23,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -300,8 +303,43 @@ def _ensure_database(dsn: str, name: str) -> None:
     asyncio.run(create())
 
 
+class ZipkinStandIn:
+    """Zipkin's span intake (``POST /api/v2/spans``, JSON v2), recording what the sidecars send."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict[str, Any]] = []
+        spans = self.spans
+
+        class Intake(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.path == "/api/v2/spans":
+                    spans.extend(json.loads(body))
+                self.send_response(202)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Intake)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture
-def twin(tmp_path: Path, kafka_brokers: str) -> Iterator[Twin]:
+def zipkin() -> Iterator[ZipkinStandIn]:
+    stand_in = ZipkinStandIn()
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def twin(tmp_path: Path, kafka_brokers: str, zipkin: ZipkinStandIn) -> Iterator[Twin]:
     redis = require_redis()
     postgres = require_postgres()
     fields = dict(part.split("=", 1) for part in postgres.split())
@@ -315,7 +353,7 @@ def twin(tmp_path: Path, kafka_brokers: str) -> Iterator[Twin]:
         ("redis", 6379): redis,
         ("postgres", 5432): f"{fields.get('host', '127.0.0.1')}:{fields.get('port', '5432')}",
         ("kafka", 9092): kafka_brokers,
-        ("zipkin", 9411): f"127.0.0.1:{free_port()}",  # not run: spans to it fail to export, quietly
+        ("zipkin", 9411): zipkin.address,  # a stand-in for its span intake
     }
     (tmp_path / "logs").mkdir()
     stack = Twin(tmp_path, infrastructure)
@@ -359,7 +397,7 @@ def _status(stack: Twin) -> dict[str, Any] | None:
         return None
 
 
-def test_the_compose_stack_runs_as_local_processes_and_the_demo_flows(twin: Twin) -> None:
+def test_the_compose_stack_runs_as_local_processes_and_the_demo_flows(twin: Twin, zipkin: ZipkinStandIn) -> None:
     long_running: list[str] = []
     for name in _start_order():
         service = SERVICES[name]
@@ -414,3 +452,22 @@ def test_the_compose_stack_runs_as_local_processes_and_the_demo_flows(twin: Twin
         assert checked_out.json()["paid"] is True, checked_out.text
     # the two sidecars found each other through the static resolver of the compose Configuration, not a registry
     assert not list((twin.root / "homes").rglob("nameresolution.db"))
+
+    # what Prometheus scrapes: the targets of its mounted prometheus.yml, as the stack's addresses map here
+    [(_, config)] = [m for m in twin.mounts("prometheus") if m[0].endswith("prometheus.yml")]
+    targets = [
+        t
+        for job in yaml.safe_load(config.read_text())["scrape_configs"]
+        for sc in job["static_configs"]
+        for t in sc["targets"]
+    ]
+    assert len(targets) == 2
+    for target in targets:
+        exposition = httpx.get(f"http://{target}/metrics", timeout=10).text
+        assert "dapr_http_server_request_count" in exposition, target
+
+    # what Zipkin receives: spans of both sidecars, named by service (the app id)
+    def services() -> set[str]:
+        return {span.get("localEndpoint", {}).get("serviceName") for span in zipkin.spans}
+
+    _wait("spans of both sidecars at Zipkin", lambda: {"orders", "checkout"} <= services(), twin, long_running, 60)

@@ -328,3 +328,30 @@ async def test_error_codes_are_counted_when_asked(tmp_path: Path) -> None:
     async with running_sidecar(DEFAULT_RESOURCES_PATH, metrics_port=port) as side:
         await side.client.get("/v1.0/state/nosuchstore/x")
         assert not samples(await scrape(port), "dapr_error_code_total")  # only with recordErrorCodes
+
+
+async def test_metric_rules_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """\
+            apiVersion: dapr.io/v1alpha1
+            kind: Configuration
+            metadata: {name: c}
+            spec:
+              metrics:
+                rules:
+                  - name: dapr_http_server_request_count
+                    labels:
+                      - name: path
+                        regex: {"/v1.0/state/keys": "/v1.0/state/statestore.*"}
+            """
+        )
+    )
+    port = free_port()
+    async with running_sidecar(DEFAULT_RESOURCES_PATH, metrics_port=port, config_file=config) as side:
+        await side.client.get("/v1.0/state/statestore/a")
+        await side.client.get("/v1.0/state/statestore/b")
+        text = await scrape(port)
+    assert value(text, "dapr_http_server_request_count", path="/v1.0/state/keys") == 2
+    assert value(text, "dapr_http_server_latency_count", path="/v1.0/state/statestore") == 2  # its own rules only

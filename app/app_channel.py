@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -108,6 +108,10 @@ class AppChannel:
         except TimeoutError:
             raise ReadTimeout("timed out") from None
         return answer
+
+    def route_through(self, wrap: Callable[[HttpClient], HttpClient]) -> None:
+        """Send every call into the app through ``wrap(client)`` (``spec.appHttpPipeline``: app.governance)."""
+        self._http = wrap(self._http)
 
     @staticmethod
     def target(path: str, query: bytes = b"") -> bytes:

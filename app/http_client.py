@@ -109,6 +109,14 @@ class Response:
         self.is_stream_consumed = False
         self._content: bytes | None = None
 
+    @classmethod
+    def answered(cls, status_code: int, headers: Headers, body: bytes) -> Response:
+        """A complete answer made in this process, not read from a connection (a middleware's refusal)."""
+        answer = cls(cast("_Connection", None), status_code, headers)
+        answer._feed(body)
+        answer._finish()
+        return answer
+
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or ``None``."""
         key = name.encode("latin-1")

@@ -1,9 +1,10 @@
 """The hooks of governance in the HTTP front.
 
 ``prepare(runtime)`` (from the runtime's ``prepare()``, so a bad middleware is a one-line start-up error like
-any bad component) builds the ``spec.httpPipeline`` middlewares; ``governed_routes`` then gives the front
-door its route table: without the APIs ``spec.api`` does not serve, behind those middlewares. Unconfigured,
-the table is returned as it is: nothing is added per request.
+any bad component) builds the ``spec.httpPipeline`` middlewares, and puts the ``spec.appHttpPipeline`` ones
+on the app channel; ``governed_routes`` then gives the front door its route table: without the APIs
+``spec.api`` does not serve, behind the API pipeline. Unconfigured, the table is returned as it is and the
+app channel is untouched: nothing is added per request.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from app.governance.api_access import govern_routes
+from app.governance.app_pipeline import PipelinedClient
 from app.governance.pipeline import Middleware, MiddlewareSpec, build, wrap
 from app.routing import RouteTable
 from building_blocks.errors import SpecError
@@ -25,7 +27,7 @@ _BUILT: weakref.WeakKeyDictionary[Runtime, list[Middleware]] = weakref.WeakKeyDi
 
 
 async def prepare(runtime: Runtime) -> None:
-    """Build the HTTP pipeline once; ``SpecError`` for bad middleware or a pipeline this sidecar cannot run."""
+    """Build the pipelines once; ``SpecError`` for a bad middleware."""
     if runtime in _BUILT:
         return
     core = runtime.core
@@ -34,13 +36,15 @@ async def prepare(runtime: Runtime) -> None:
         name: MiddlewareSpec(name, component.type, component.version, values, component.where)
         for name, (component, values) in core.middleware.items()
     }
-    active = [handler.name for handler in spec.app_http_pipeline.handlers if handler.name in components]
-    if active:  # refused rather than ignored: a middleware the operator relies on must not silently not run
-        raise SpecError(
-            f"{spec.source}: spec.appHttpPipeline is not supported yet (handlers {', '.join(active)}): "
-            "remove it, or apply the middleware on the calling side's httpPipeline"
-        )
     _BUILT[runtime] = await build(spec.http_pipeline, components) if components else []
+    channel = runtime.app_channel
+    if channel is None or not components or not spec.app_http_pipeline.handlers:
+        return
+    if runtime.settings.app_protocol.lower() not in ("http", "https"):
+        raise SpecError(f"{spec.source}: spec.appHttpPipeline applies to HTTP apps only (as in Dapr)")
+    app_side = await build(spec.app_http_pipeline, components)
+    if app_side:
+        channel.route_through(lambda client: PipelinedClient(client, app_side))
 
 
 async def governed_routes(table: RouteTable, runtime: Runtime) -> RouteTable:

@@ -222,24 +222,12 @@ def test_bearer_validates_tokens_against_the_issuers_jwks(tmp_path: Path, issuer
         assert status("Bearer " + "x" * 100_000) in (401, 431)
 
 
-@pytest.mark.parametrize(
-    ("metadata", "pipeline", "expected"),
-    [
-        (
-            {"maxRequestsPerSecond": "-1"},
-            "httpPipeline",
-            "component 'limit' (middleware.http.ratelimit): metadata property maxRequestsPerSecond must be a positive value",
-        ),
-        (
-            {"maxRequestsPerSecond": "5"},
-            "appHttpPipeline",
-            "spec.appHttpPipeline is not supported yet (handlers limit)",
-        ),
-    ],
-)
-def test_a_pipeline_that_cannot_run_stops_start_up_with_one_line(
-    tmp_path: Path, metadata: dict[str, str], pipeline: str, expected: str
-) -> None:
+def test_a_middleware_that_cannot_run_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    metadata = {"maxRequestsPerSecond": "-1"}
+    pipeline = "httpPipeline"
+    expected = (
+        "component 'limit' (middleware.http.ratelimit): metadata property maxRequestsPerSecond must be a positive value"
+    )
     (tmp_path / "limit.yaml").write_text(_middleware("limit", "middleware.http.ratelimit", metadata))
     config = _config([("limit", "middleware.http.ratelimit")]).replace("httpPipeline", pipeline)
     (tmp_path / "config.yaml").write_text(config)
@@ -252,3 +240,28 @@ def test_a_pipeline_that_cannot_run_stops_start_up_with_one_line(
     errors = [line for line in stderr.splitlines() if line.startswith("layotto: ")]
     assert len(errors) == 1 and expected in errors[0], stderr
     assert "Traceback" not in stderr
+
+
+def test_the_app_pipeline_runs_around_calls_into_the_app(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = App()
+        async with serving(app) as app_port:
+            components = {
+                "checker": _middleware("checker", "middleware.http.routerchecker", {"rule": "^/(slow|dapr/)"}),
+                "limit": _middleware("limit", "middleware.http.ratelimit", {"maxRequestsPerSecond": "0.2"}),
+            }
+            handlers = [("checker", "middleware.http.routerchecker"), ("limit", "middleware.http.ratelimit")]
+            config = _config(handlers).replace("httpPipeline", "appHttpPipeline")
+            with Sidecar(tmp_path, components, config, "--app-port", str(app_port)) as sync:
+                # the app answers on this loop: the calls that reach it are made without blocking it
+                async with httpx.AsyncClient(base_url=sync.base_url, timeout=WAIT) as client:
+                    first = await client.post("/v1.0/invoke/piped/method/slow", content=b"1")
+                    assert first.status_code == 200 and first.headers["ratelimit-limit"] == "0"
+                    limited = await client.post("/v1.0/invoke/piped/method/slow", content=b"2")
+                    assert (limited.status_code, limited.text) == (429, "You have reached maximum request limit.")
+                    refused = await client.get("/v1.0/invoke/piped/method/elsewhere")
+                    assert (refused.status_code, refused.text) == (400, "invalid router")
+                    assert (await client.get("/v1.0/state/statestore/k")).status_code == 204  # no API pipeline
+        assert app.paths("/slow") == [""] and not app.paths("/elsewhere")  # refused calls never reached it
+
+    asyncio.run(scenario())

@@ -51,6 +51,7 @@ NOT_HONOURED: dict[str, str] = {
     "--scheduler-host-address": "is not supported: jobs and workflows are not served",
     "--kubernetes": "is not supported: layotto runs sidecars on this machine (see docker-compose.yml for containers)",
     "--image": "is not supported: layotto runs sidecars on this machine (see docker-compose.yml for containers)",
+    "--runtime-path": "is not supported: there is no Dapr installation to point at (layotto is a Python package)",
 }
 
 
@@ -124,6 +125,7 @@ def _run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add("--scheduler-host-address", help="job scheduler service address")
     _switch(run, "--kubernetes", "-k", help="run on Kubernetes (with --run-file)")
     add("--image", help="container image of the app (with --kubernetes)")
+    add("--runtime-path", type=Path, help="the dapr CLI's folder of Dapr binaries")
     add("--internal-token-file", type=Path, help="the hop secret shared by the sidecars (default ~/.layotto/...)")
     add("--internal-tls-cert-file", type=Path, help="this sidecar's certificate for mutual TLS on the hop")
     add("--internal-tls-key-file", type=Path, help="the private key of --internal-tls-cert-file")

@@ -278,6 +278,7 @@ DAPR_RUN_FLAGS = [
     ["--kubernetes"],
     ["-k"],
     ["--image", "x"],
+    ["--runtime-path", "x"],
     ["--max-body-size", "1Mi"],
     ["--dapr-http-max-request-size", "1"],
     ["--read-buffer-size", "1Ki"],

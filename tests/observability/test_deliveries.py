@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 import httpx
+import orjson
 
 from tests.observability.receiver import Receiver
 from tests.observability.test_metrics import scrape, value
@@ -66,3 +67,11 @@ async def test_deliveries_are_counted_and_traced(tmp_path: Path) -> None:
     assert delivery.parent_id == api.span_id and delivery.kind == "CLIENT"
     assert delivery.attributes["messaging.destination.name"] == "ok"
     assert delivered.headers["traceparent"] == f"00-{trace_id}-{delivery.span_id}-01"
+
+
+def test_the_topic_of_a_large_event_is_read_off_its_head() -> None:
+    from app.observability.delivery import _topic
+
+    assert _topic(orjson.dumps({"id": "1", "topic": "orders", "data": "x" * 200_000})) == "orders"
+    assert _topic(orjson.dumps({"id": "1", "topic": "small", "data": {"topic": "inner"}})) == "small"
+    assert _topic(b"not json") == "" and _topic(b"[1]") == ""

@@ -623,3 +623,21 @@ def test_hostile_requests_to_the_metrics_listener(head: bytes, tail: bytes) -> N
             await server.close()
 
     asyncio.run(scenario())
+
+
+@settings(derandomize=True, database=None, max_examples=400, deadline=None)
+@given(
+    method=st.text(st.sampled_from("/*ab.%x?Ü"), max_size=300),
+    verb=st.sampled_from(["GET", "POST", "", "*", "get"]),
+    caller=st.sampled_from(["app1", "", "app1||ns1", "x"]),
+)
+def test_hostile_invoked_methods_get_an_access_decision(method: str, verb: str, caller: str) -> None:
+    from app.governance.access_control import AccessControl
+    from building_blocks.configuration_spec import AccessControlSpec, AppOperationSpec, AppPolicySpec
+
+    operations = tuple(
+        AppOperationSpec(name, ("*",), "allow") for name in ("/a/*", "/a/**", "/*b*a*", "/x", "/**", "/*")
+    )
+    spec = AccessControlSpec("deny", "", (AppPolicySpec("app1", "deny", "public", "ns1", operations),))
+    for http_app in (True, False):
+        assert AccessControl(spec, http_app).allows(caller, "ns1", method, verb) in (True, False)

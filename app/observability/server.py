@@ -15,8 +15,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from prometheus_client import REGISTRY, generate_latest
-
 __all__ = ("CONTENT_TYPE", "MetricsServer")
 
 log = logging.getLogger("layotto.metrics")
@@ -48,6 +46,8 @@ class MetricsServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     def body(self) -> bytes:
+        from prometheus_client import REGISTRY, generate_latest  # at the first scrape: start-up stays lean
+
         return self.render().encode() + generate_latest(REGISTRY)
 
     async def start(self) -> bool:

@@ -110,14 +110,13 @@ class _Runner:
 
     async def run(self, proceed: Callable[[], Awaitable[T]]) -> T:
         retry = self.policy.retry
-        if retry is None:
-            return await self._attempt(proceed)
+        assert retry is not None, "without retries, the layer calls attempt() directly"
         delays: Iterator[float] | None = None  # made on the first failure: a success costs no generator
         attempts = 0
         while True:
             attempts += 1
             try:
-                result = await self._attempt(proceed)
+                result = await self.attempt(proceed)
             except Exception as exc:
                 if isinstance(exc, BreakerRefused) or _answered(exc):
                     raise
@@ -135,34 +134,36 @@ class _Runner:
                 log.info("Recovered processing operation %s after %d attempts", self.name, attempts)
             return result
 
-    async def _attempt(self, proceed: Callable[[], Awaitable[T]]) -> T:
+    async def attempt(self, proceed: Callable[[], Awaitable[T]]) -> T:
+        """One attempt: through the breaker, within the timeout (one frame: this runs on every call)."""
         breaker = self.breaker
-        if breaker is None:
-            return await self._timed(proceed)
-        generation = breaker.begin()
-        if generation is None:
-            raise BreakerRefused(breaker.refusal())
-        try:
-            result = await self._timed(proceed)
-        except BaseException as exc:  # a cancelled call is a failure too (and frees its half-open slot)
-            breaker.end(generation, _answered(exc))
-            raise
-        breaker.end(generation, True)
-        return result
-
-    async def _timed(self, proceed: Callable[[], Awaitable[T]]) -> T:
+        generation = 0
+        if breaker is not None:
+            admitted = breaker.begin()
+            if admitted is None:
+                raise BreakerRefused(breaker.refusal())
+            generation = admitted
         timeout = self.policy.timeout
-        if timeout is None:
-            return await proceed()
-        deadline = asyncio.timeout(timeout)
         try:
-            async with deadline:
-                return await proceed()
-        except TimeoutError:
-            if deadline.expired():
-                self.resiliency.activated("timeout", self.target)
-                raise DeadlineExceeded() from None
+            if timeout is None:
+                result = await proceed()
+            else:
+                deadline = asyncio.timeout(timeout)
+                try:
+                    async with deadline:
+                        result = await proceed()
+                except TimeoutError:
+                    if deadline.expired():
+                        self.resiliency.activated("timeout", self.target)
+                        raise DeadlineExceeded() from None
+                    raise
+        except BaseException as exc:  # a cancelled call is a failure too (and frees its half-open slot)
+            if breaker is not None:
+                breaker.end(generation, _answered(exc))
             raise
+        if breaker is not None:
+            breaker.end(generation, True)
+        return result
 
 
 class ComponentResiliency:
@@ -177,7 +178,7 @@ class ComponentResiliency:
         runner = self.runners.get(call.store)
         if runner is None:
             return proceed()
-        return runner.run(proceed)
+        return runner.run(proceed) if runner.policy.retry is not None else runner.attempt(proceed)
 
 
 def install(resiliency: Resiliency, blocks: Iterable[Block[Any, Any]]) -> None:

@@ -96,6 +96,7 @@ async def running_sidecar(
     """``grpc``: serve the gRPC front too, on a free port (``Sidecar.grpc_port``). ``lane``: ``asgi`` (the app
     in-process) or ``protocol`` (uvicorn on loopback with ``app.lane``); ``default_lane`` when not given."""
     app_id = app_id if app_id is not None else f"test-{uuid.uuid4().hex[:12]}"
+    settings = {"metrics_port": 0, **settings}  # metrics on, as by default, on a free port: never 9090 twice
     if grpc:
         settings = {"grpc_port": 0, **settings}
     lane = lane or default_lane

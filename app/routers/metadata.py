@@ -26,6 +26,8 @@ async def get_metadata(request: Request) -> Response:
         if capabilities := loaded.capabilities:
             entry["capabilities"] = capabilities
         components.append(entry)
+    for spec, _ in runtime.core.middleware.values():  # HTTP middleware are components too, as daprd lists them
+        components.append({"name": spec.name, "type": spec.type, "version": spec.version})
     connection: dict[str, Any] = {"protocol": settings.app_protocol, "channelAddress": settings.app_channel_address}
     if settings.app_port:
         connection["port"] = settings.app_port

@@ -122,6 +122,8 @@ def test_sentinel_qps_and_concurrency(tmp_path: Path) -> None:
                 blocked = client.get("/v1.0/state/statestore/k")
                 assert (blocked.status_code, blocked.text) == (429, "Too Many Requests")
                 assert client.get("/v1.0/state/statestore/other").status_code == 204  # another resource
+                listed = {c["name"]: c["type"] for c in client.get("/v1.0/metadata").json()["components"]}
+                assert listed["sentinel"] == "middleware.http.sentinel"  # listed as daprd lists middleware
                 async with httpx.AsyncClient(base_url=client.base_url, timeout=WAIT) as concurrent:
                     first = asyncio.create_task(concurrent.post("/v1.0/invoke/piped/method/slow", content=b"1"))
                     while not app.paths("/slow"):  # the first call is in the app

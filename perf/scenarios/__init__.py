@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from perf.scenarios import alpha, invoke, observability, pubsub, state, throughput
+from perf.scenarios import alpha, grpc, invoke, observability, pubsub, state, throughput
 from perf.scenarios.common import Scenario
 
 __all__ = ("ALL", "Scenario", "select")
@@ -13,6 +13,7 @@ ALL: list[Scenario] = [
     *state.SCENARIOS,
     *pubsub.SCENARIOS,
     *invoke.SCENARIOS,
+    *grpc.SCENARIOS,
     *alpha.SCENARIOS,
     *throughput.SCENARIOS,
     *observability.SCENARIOS,

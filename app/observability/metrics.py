@@ -25,6 +25,7 @@ from building_blocks.errors import Operation
 __all__ = ("RECENT_DELIVERIES", "SIZE_BUCKETS", "DaprMetrics", "MetricsLayer")
 
 RECENT_DELIVERIES = 50
+_CALLS_LIMIT = 4096
 
 if TYPE_CHECKING:
     from app.http_client import Response
@@ -233,6 +234,8 @@ class DaprMetrics:
             ("error_code", "category"),
         )
         self.record_error_codes = spec.record_error_codes
+        #: Per (operation, component): its instruments and label values (``component``'s hot path).
+        self._calls: dict[tuple[Operation, str], tuple[Counter, Histogram, tuple[str, ...], tuple[str, ...]]] = {}
         #: The last deliveries to the app (time, pubsub, topic, path, process status, milliseconds).
         self.recent_deliveries: deque[dict[str, Any]] = deque(maxlen=RECENT_DELIVERIES)
         for rule in spec.rules:
@@ -242,13 +245,13 @@ class DaprMetrics:
                         instrument.add_rule(label.name, label.regex)
 
     def instruments(self) -> Iterator[Instrument]:
+        """Every family once: the instrument attributes, then the component call families."""
         for value in vars(self).values():
             if isinstance(value, Instrument):
                 yield value
-            elif isinstance(value, dict):
-                for pair in value.values():
-                    if isinstance(pair, tuple):
-                        yield from (item for item in pair if isinstance(item, Instrument))
+        for count, latency in self.components.values():
+            yield count
+            yield latency
 
     def exposition(self) -> str:
         return exposition(self.instruments(), self.app_id)
@@ -314,18 +317,31 @@ class DaprMetrics:
 
     def component(self, call: ComponentCall, success: bool, seconds: float) -> None:
         """One component call (latency in fractional milliseconds, recorded only when positive, as daprd)."""
-        if call.operation is Operation.PUBSUB_PUBLISH:
-            self.egress(call.store, call.key, success, seconds)
-            return
-        found = _OPERATIONS.get(call.operation)
+        found = self._calls.get((call.operation, call.store))
         if found is None:
-            return
-        family, operation = found
-        count, latency = self.components[family]
-        labels = (call.store, self.namespace, operation, "true" if success else "false")
+            if call.operation is Operation.PUBSUB_PUBLISH:
+                self.egress(call.store, call.key, success, seconds)
+                return
+            found = self._describe(call)
+            if found is None:
+                return
+        count, latency, labels = found[0], found[1], found[2] if success else found[3]
         count.inc(labels)
         if seconds > 0:
             latency.observe(labels, seconds * 1000)
+
+    def _describe(self, call: ComponentCall) -> tuple[Counter, Histogram, tuple[str, ...], tuple[str, ...]] | None:
+        """The instruments and label values of a component's operation, made once and kept."""
+        operation = _OPERATIONS.get(call.operation)
+        if operation is None:
+            return None
+        family, name = operation
+        count, latency = self.components[family]
+        base = (call.store, self.namespace, name)
+        described = (count, latency, (*base, "true"), (*base, "false"))
+        if len(self._calls) < _CALLS_LIMIT:
+            self._calls[(call.operation, call.store)] = described
+        return described
 
     def egress(self, pubsub: str, topic: str, success: bool, seconds: float) -> None:
         labels = (pubsub, self.namespace, "true" if success else "false", topic)

@@ -147,6 +147,8 @@ async def test_api_and_component_calls_are_measured(sidecar: tuple[Sidecar, int]
         in text
     )
     assert "# TYPE dapr_http_server_request_count counter" in text
+    types = [line for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types))  # each family once
     get = {"app_id": app, "method": "GET", "path": "/v1.0/state/statestore", "status": "200"}
     assert value(text, "dapr_http_server_latency_count", **get) == 3
     assert value(text, "dapr_http_server_response_count", **get) == 3  # registered with increasedCardinality

@@ -96,7 +96,7 @@ async def measure(rounds: int, per_round: int) -> dict[str, dict[str, float]]:
             "config_file": _config(folder, "both", f'samplingRate: "1"\nzipkin: {{endpointAddress: "{zipkin}"}}\n'),
         },
     }
-    apps = {}
+    apps: dict[str, Any] = {}
     for label, flags in variants.items():
         settings = Settings(
             app_id=f"cost-{len(apps)}", resources_paths=(folder / "resources",), metrics_port=0, **flags

@@ -288,9 +288,11 @@ def _list(args: argparse.Namespace) -> int:
                     {
                         "appId": i.app_id,
                         "httpPort": i.http_port,
+                        "grpcPort": i.grpc_port,
                         "internalPort": i.internal_port,
                         "appPort": i.app_port or 0,
                         "command": i.command,
+                        "age": _age(time.time() - i.created),
                         "created": time.strftime("%Y-%m-%d %H:%M.%S", time.localtime(i.created)),
                         "cliPid": i.pid,
                         "appPid": i.app_pid or 0,
@@ -305,10 +307,11 @@ def _list(args: argparse.Namespace) -> int:
         print("No layotto sidecars found.")
         return 0
     now = time.time()
-    rows = [("APP ID", "HTTP PORT", "INTERNAL PORT", "APP PORT", "COMMAND", "AGE", "PID")] + [
+    rows = [("APP ID", "HTTP PORT", "GRPC PORT", "INTERNAL PORT", "APP PORT", "COMMAND", "AGE", "PID")] + [
         (
             i.app_id,
             str(i.http_port),
+            str(i.grpc_port or ""),
             str(i.internal_port),
             str(i.app_port or ""),
             i.command,

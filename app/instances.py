@@ -57,6 +57,7 @@ class Instance:
     start_time: str
     #: Where the sidecar serves its metrics (``--metrics-port``); None: ``--enable-metrics=false``.
     metrics_port: int | None = None
+    grpc_port: int = 0  # 0 in records written before it was kept
 
     @property
     def alive(self) -> bool:
@@ -88,6 +89,7 @@ def register(settings: Settings, command: Sequence[str], app_pid: int | None) ->
         created=time.time(),
         start_time=_start_time(pid),
         metrics_port=settings.metrics_port if settings.enable_metrics else None,
+        grpc_port=settings.grpc_port,
     )
     path = directory / f"{pid}.json"
     temporary = path.with_suffix(".tmp")

@@ -77,7 +77,7 @@ def wait_healthy(port: int, timeout: float = 60, process: subprocess.Popen[str] 
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A fresh HOME, so the embedded default's SQLite file lives in the test's directory."""
-    yield {"HOME": str(tmp_path), "DAPR_HTTP_PORT": str(free_port())}
+    yield {"HOME": str(tmp_path), "DAPR_HTTP_PORT": str(free_port()), "DAPR_GRPC_PORT": str(free_port())}
 
 
 def stop(process: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
@@ -450,9 +450,11 @@ def test_list_shows_running_sidecars_and_stop_stops_them(home: dict[str, str]) -
         assert sidecar.stdout.readline().strip() == "ready", sidecar.communicate()[1]
         [listed] = json.loads(cli("list", "-o", "json", env=home).stdout)
         assert (listed["appId"], listed["httpPort"], listed["appPort"]) == ("orders", port, 9999)
+        assert listed["grpcPort"] == int(home["DAPR_GRPC_PORT"]) and listed["age"].endswith("s")
         assert listed["cliPid"] == sidecar.pid and listed["command"].startswith(sys.executable)
         table = cli("list", env=home).stdout.splitlines()
-        assert table[0].split()[:2] == ["APP", "ID"] and table[1].split()[:2] == ["orders", str(port)]
+        assert table[0].split()[:4] == ["APP", "ID", "HTTP", "PORT"]
+        assert table[1].split()[:3] == ["orders", str(port), home["DAPR_GRPC_PORT"]]
 
         missing = cli("stop", "--app-id", "nobody", env=home)
         assert missing.returncode == 1

@@ -225,3 +225,44 @@ async def test_an_etag_conflict_is_neither_retried_nor_a_breaker_failure(tmp_pat
                 conflict = await asyncio.wait_for(client.post("/v1.0/state/statestore", json=stale), 4)
                 assert conflict.status_code == 409
             assert (await _save(client, "statestore", "k", "w")).status_code == 204
+
+
+async def test_every_api_answers_an_open_breaker_with_its_own_code(tmp_path: Path) -> None:
+    policy = resiliency_yaml(
+        """\
+        circuitBreakers:
+          DefaultComponentOutboundCircuitBreakerPolicy: {trip: consecutiveFailures >= 1, timeout: 60s}
+        """
+    )
+    with private_redis() as redis:
+        for name, kind in (
+            ("locks", "lock.redis"),
+            ("pubsub", "pubsub.redis"),
+            ("seq", "sequencer.redis"),
+            ("config", "configuration.redis"),
+        ):
+            (tmp_path / f"{name}.yaml").write_text(component_yaml(name, kind, {"redisHost": redis.address}))
+        (tmp_path / "resiliency.yaml").write_text(policy)
+        async with running_sidecar(tmp_path) as sidecar:
+            client = sidecar.client
+            calls = {
+                "ERR_TRY_LOCK": lambda: client.post(
+                    "/v1.0-alpha1/lock/locks", json={"resourceId": "r", "lockOwner": "o", "expiryInSeconds": 5}
+                ),
+                "ERR_PUBSUB_PUBLISH_MESSAGE": lambda: client.post("/v1.0/publish/pubsub/orders", json={"a": 1}),
+                "ERR_SEQUENCER_GET_NEXT_ID": lambda: client.post(
+                    "/v1.0-alpha1/sequencer/seq", json={"key": "k", "options": {"increment": "STRONG"}}
+                ),
+                "ERR_CONFIGURATION_GET": lambda: client.get("/v1.0/configuration/config?key=k"),
+            }
+            for call in calls.values():  # healthy: each works
+                assert (await call()).status_code < 300
+            redis.stop()
+            for code, call in calls.items():
+                failed = await call()  # the store's own failure trips its breaker...
+                assert failed.status_code == 500 and failed.json()["errorCode"] == code, failed.text
+                assert "circuit breaker is open" not in failed.text
+                refused = await call()  # ...which then answers at once, with the API's own code
+                assert refused.status_code == 500, refused.text
+                assert refused.json()["errorCode"] == code
+                assert refused.json()["message"].endswith("circuit breaker is open"), refused.text

@@ -4,13 +4,15 @@ one token bucket per ``<ip>|<path>``, refilled at that rate, holding at most ``m
 The IP is the TCP peer's (tollbooth looks up ``RemoteAddr`` first, so ``X-Forwarded-For`` never decides);
 IPv6 addresses count by their /64. A refused request gets 429 ``You have reached maximum request limit.``;
 every response carries tollbooth's ``X-Rate-Limit-*`` and ``RateLimit-*`` headers. Buckets are kept in a
-bounded table: a full bucket is the same as a new one, so full buckets are dropped first when it is full.
+bounded table: a full bucket is the same as a new one, so full buckets are dropped first when it is full,
+then the least recently used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import math
 import time
 
@@ -62,17 +64,23 @@ class RateLimit:
         allowed = tokens >= 1.0
         if allowed:
             tokens -= 1.0
-        if key not in self.buckets and len(self.buckets) >= MAX_BUCKETS:
+        if key in self.buckets:
+            del self.buckets[key]  # re-inserted last: the dict's order is the order of use
+        elif len(self.buckets) >= MAX_BUCKETS:
             self._shrink(now)
         self.buckets[key] = (tokens, now)
         return allowed, int(tokens)
 
     def _shrink(self, now: float) -> None:
+        """Down to 90% of the bound (so the scan is paid once per 10% of new keys, not per request): full
+        buckets first, then the least recently used ones."""
         full = [k for k, (tokens, then) in self.buckets.items() if tokens + (now - then) * self.rate >= self.burst]
         for key in full:
             del self.buckets[key]
-        while len(self.buckets) >= MAX_BUCKETS:  # none refilled: the oldest go
-            del self.buckets[next(iter(self.buckets))]
+        excess = len(self.buckets) - MAX_BUCKETS * 9 // 10
+        if excess > 0:
+            for key in list(itertools.islice(self.buckets, excess)):
+                del self.buckets[key]
 
     async def __call__(self, request: Request, proceed: Next) -> Response:
         ip, remote = _client_ip(request)

@@ -267,3 +267,14 @@ def test_the_app_pipeline_runs_around_calls_into_the_app(tmp_path: Path) -> None
         assert app.paths("/slow") == [""] and not app.paths("/elsewhere")  # refused calls never reached it
 
     asyncio.run(scenario())
+
+
+def test_the_rate_limit_table_stays_bounded_and_keeps_recent_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.governance import ratelimit
+
+    monkeypatch.setattr(ratelimit, "MAX_BUCKETS", 20)
+    limit = ratelimit.RateLimit(0.001)  # one token, refilled in ~17 minutes: nothing refills during the test
+    for index in range(500):  # a client walking through many paths
+        assert limit._take(f"10.0.0.1|/{index}") == (True, 0)
+        assert len(limit.buckets) <= 20
+    assert limit._take("10.0.0.1|/499") == (False, 0)  # the recent bucket was kept, still empty

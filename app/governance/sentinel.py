@@ -89,15 +89,14 @@ class Sentinel:
         rules = self.rules.get(f"{scope['method']}:{unescape(scope['path'])}")
         if rules is None:
             return await proceed()
-        for limit in rules.concurrency:
-            if limit.current >= limit.threshold:
-                return _blocked()
-        for flow in rules.flows:
-            if not await flow.admit():
-                return _blocked()
-        for limit in rules.concurrency:
+        if any(limit.current >= limit.threshold for limit in rules.concurrency):
+            return _blocked()
+        for limit in rules.concurrency:  # taken before a throttled wait, so waiting requests count too
             limit.current += 1
         try:
+            for flow in rules.flows:
+                if not await flow.admit():
+                    return _blocked()
             return await proceed()
         finally:
             for limit in rules.concurrency:

@@ -19,6 +19,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from building_blocks.errors import SpecError
 from tests.e2e.test_cli import free_port, layotto, stop, wait_healthy
 from tests.governance.test_app_channel_limits import App, serving
 from tests.sidecar import component_yaml
@@ -278,3 +279,25 @@ def test_the_rate_limit_table_stays_bounded_and_keeps_recent_buckets(monkeypatch
         assert limit._take(f"10.0.0.1|/{index}") == (True, 0)
         assert len(limit.buckets) <= 20
     assert limit._take("10.0.0.1|/499") == (False, 0)  # the recent bucket was kept, still empty
+
+
+def test_sentinel_throttling_spaces_requests_and_refuses_beyond_the_queueing_time() -> None:
+    from app.governance.pipeline import MiddlewareSpec
+    from app.governance.sentinel import parse
+
+    rules = [{"resource": "GET:/x", "threshold": 1, "controlBehavior": 1, "maxQueueingTimeMs": 1500}]
+    spec = MiddlewareSpec("s", "middleware.http.sentinel", "v1", {"flowRules": json.dumps(rules)}, "s.yaml")
+    (flow,) = parse(spec)["GET:/x"].flows
+
+    async def three() -> tuple[list[bool], float]:
+        started = time.monotonic()
+        admitted = await asyncio.gather(flow.admit(), flow.admit(), flow.admit())
+        return list(admitted), time.monotonic() - started
+
+    admitted, took = asyncio.run(three())
+    assert admitted == [True, True, False]  # one per second: the third would wait 2 s > 1.5 s
+    assert took >= 0.99  # the second waited its turn
+    for bad in ({"tokenCalculateStrategy": 1}, {"controlBehavior": 2}, {"threshold": -1}, {"resource": ""}):
+        broken = MiddlewareSpec("s", "t", "v1", {"flowRules": json.dumps([{"resource": "r", **bad}])}, "s.yaml")
+        with pytest.raises(SpecError, match=r"^s\.yaml: "):
+            parse(broken)

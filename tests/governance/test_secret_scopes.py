@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -94,3 +95,26 @@ def test_bulk_reads_leave_denied_secrets_out(sidecar: httpx.Client) -> None:
     assert set(sidecar.get("/v1.0/secrets/denying/bulk").json()) == {"open", "ignored-deny", "other", "redis"}
     assert sidecar.get("/v1.0/secrets/closed-store/bulk").status_code == 204  # nothing readable
     assert len(sidecar.get("/v1.0/secrets/unscoped/bulk").json()) == 5
+
+
+def test_scopes_apply_to_the_grpc_front_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import grpc
+    from dapr.clients import DaprClient
+
+    from tests.grpc.harness import grpc_sidecar, point_sdk_at
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: s}\nspec:\n  secrets:\n    scopes:\n"
+        "      - {storeName: secretstore, defaultAccess: deny, allowedSecrets: [api-key]}\n"
+    )
+    with grpc_sidecar(tmp_path / "sidecar", "--config", str(config)) as sidecar:
+        point_sdk_at(monkeypatch, sidecar)
+        with DaprClient() as client:
+            assert client.get_secret("secretstore", "api-key").secret == {"api-key": "k3y"}
+            with pytest.raises(grpc.RpcError) as denied:
+                client.get_secret("secretstore", "db-password")
+            error: Any = denied.value
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert error.details() == 'access denied by policy to get "db-password" from "secretstore"'
+            assert client.get_bulk_secret("secretstore").secrets == {"api-key": {"api-key": "k3y"}}

@@ -56,24 +56,53 @@ def _cannot_listen(what: str, host: str, port: int, exc: OSError) -> int:
     return 1
 
 
-def _bind_api(settings: Settings) -> socket.socket:
-    """The API's socket, bound before anything starts, so a taken port is one line and nothing else runs."""
-    host = settings.listen_address.strip("[]") or "0.0.0.0"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, settings.http_port), family=family, backlog=2048)
+_ALL_INTERFACES = ("0.0.0.0", "::", "")
 
 
-def _taken(address: str, port: int) -> OSError | None:
-    """Whether ``port`` is taken, checked before anything starts: the gRPC front binds it later, in the
-    lifespan, where a failure would be a traceback among uvicorn's lines instead of one line here."""
-    if port <= 0:
+def listen_hosts(listen_address: str) -> list[str]:
+    """The hosts of ``--dapr-listen-addresses`` (Dapr's comma-separated list, IPv6 in brackets or not); one
+    that means every interface replaces the others, which could not share its port."""
+    hosts = [host.strip().strip("[]") for host in listen_address.split(",") if host.strip()]
+    if not hosts or any(host in _ALL_INTERFACES for host in hosts):
+        return ["0.0.0.0"] if not hosts or "0.0.0.0" in hosts or "" in hosts else ["::"]
+    return hosts
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET, backlog=2048)
+
+
+class _Listeners:
+    """Every socket of the sidecar, bound before anything starts, so a taken port is one line and nothing
+    else runs: the API's and the internal port's on each listen host; the gRPC port is only checked (the
+    gRPC front binds it later, in the lifespan, where a failure would be a traceback among uvicorn's lines)."""
+
+    def __init__(self) -> None:
+        self.api: list[socket.socket] = []
+        self.internal: list[socket.socket] = []
+
+    def bind(self, settings: Settings) -> int | None:
+        """None when every port is ours, else the exit code after saying why in one line."""
+        hosts = listen_hosts(settings.listen_address)
+        what, host, port = "HTTP API", hosts[0], settings.http_port
+        try:
+            for host in hosts:
+                self.api.append(_bind(host, port))
+            what, port = "internal port", settings.internal_port
+            for host in hosts:
+                self.internal.append(bind_internal(replace(settings, listen_address=host, internal_port=port)))
+                port = self.internal[0].getsockname()[1]  # every host on the port the first one got
+            what, port = "gRPC API", settings.grpc_port
+            for host in hosts if port > 0 else ():
+                _bind(host, port).close()
+        except OSError as exc:
+            self.close()
+            return _cannot_listen(what, f"[{host}]" if ":" in host else host, port, exc)
         return None
-    host = address.strip("[]") or "0.0.0.0"
-    try:
-        socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET).close()
-    except OSError as exc:
-        return exc
-    return None
+
+    def close(self) -> None:
+        for sock in (*self.api, *self.internal):
+            sock.close()
 
 
 class _Server(uvicorn.Server):
@@ -85,29 +114,18 @@ class _Server(uvicorn.Server):
 
 
 async def _serve(settings: Settings, command: Sequence[str]) -> int:
-    try:
-        api_socket = _bind_api(settings)
-    except OSError as exc:
-        return _cannot_listen("HTTP API", settings.listen_address, settings.http_port, exc)
-    try:
-        internal_socket = bind_internal(settings)
-    except OSError as exc:
-        api_socket.close()
-        return _cannot_listen("internal port", settings.listen_address, settings.internal_port, exc)
-    taken = _taken(settings.listen_address, settings.grpc_port)
-    if taken is not None:
-        internal_socket.close()
-        api_socket.close()
-        return _cannot_listen("gRPC API", settings.listen_address, settings.grpc_port, taken)
-    settings = replace(settings, internal_port=internal_socket.getsockname()[1])  # advertised as bound
+    listeners = _Listeners()
+    failed = listeners.bind(settings)
+    if failed is not None:
+        return failed
+    settings = replace(settings, internal_port=listeners.internal[0].getsockname()[1])  # advertised as bound
     runtime = Runtime(settings)
     try:
         await runtime.prepare()
     except SpecError as exc:
         print(f"layotto: {exc}", file=sys.stderr)
         await runtime.close()
-        internal_socket.close()
-        api_socket.close()
+        listeners.close()
         return 1
     app = create_app(settings, runtime)
     config = uvicorn.Config(
@@ -167,17 +185,16 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         except OSError as exc:
             print(f"layotto: cannot start {command[0]}: {exc.strerror}", file=sys.stderr)
             await runtime.close()
-            internal_socket.close()
-            api_socket.close()
+            listeners.close()
             return 127
         runtime.extended.update(appPID=str(child.pid), appCommand=" ".join(command))
         watcher = asyncio.create_task(watch_child(child))
     runtime.extended["cliPID"] = str(os.getpid())
-    hop = asyncio.create_task(internal.serve(sockets=[internal_socket]))
+    hop = asyncio.create_task(internal.serve(sockets=listeners.internal))
     hop.add_done_callback(lambda _: None if server.should_exit else stop(1))  # the hop's listener failed
     record = instances.register(settings, command, child.pid if child is not None else None)
     try:
-        await server.serve(sockets=[api_socket])
+        await server.serve(sockets=listeners.api)
     finally:
         record.unlink(missing_ok=True)
         internal.should_exit = True

@@ -135,4 +135,5 @@ class Settings:
         """The host other sidecars use to reach this one."""
         if self.host_address:
             return self.host_address
-        return "127.0.0.1" if self.listen_address in ("", "0.0.0.0", "::", "[::]") else self.listen_address
+        first = self.listen_address.split(",")[0].strip()  # Dapr's list: the first host is advertised
+        return "127.0.0.1" if first in ("", "0.0.0.0", "::", "[::]") else first

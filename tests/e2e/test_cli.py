@@ -436,6 +436,31 @@ def test_a_taken_grpc_port_is_one_line(home: dict[str, str]) -> None:
     ]
 
 
+def test_listen_addresses_take_daprs_comma_separated_list(home: dict[str, str]) -> None:
+    port = int(home["DAPR_HTTP_PORT"])
+    sidecar = layotto("--app-id", "two", "--dapr-listen-addresses", "127.0.0.1,127.0.0.2", env=home)
+    try:
+        wait_healthy(port, process=sidecar)
+        for host in ("127.0.0.1", "127.0.0.2"):
+            assert httpx.get(f"http://{host}:{port}/v1.0/healthz").status_code == 204, host
+        [listed] = json.loads(cli("list", "-o", "json", env=home).stdout)
+        for host in ("127.0.0.1", "127.0.0.2"):  # the internal port too, on the same port
+            with socket.create_connection((host, listed["internalPort"]), timeout=5):
+                pass
+    finally:
+        code, stderr = stop(sidecar)
+    assert code == 0, stderr
+
+
+def test_listen_hosts() -> None:
+    from app.serve import listen_hosts
+
+    assert listen_hosts("127.0.0.1, [::1]") == ["127.0.0.1", "::1"]
+    assert listen_hosts("127.0.0.1,0.0.0.0") == ["0.0.0.0"]  # every interface: the others cannot share its port
+    assert listen_hosts("") == ["0.0.0.0"] and listen_hosts("[::]") == ["::"]
+    assert Settings(listen_address="10.0.0.5,127.0.0.1").advertised_host == "10.0.0.5"
+
+
 def test_port_zero_from_the_environment_means_a_free_port() -> None:
     settings = Settings.from_environment({"DAPR_GRPC_PORT": "0", "DAPR_METRICS_PORT": "0"})
     assert (settings.grpc_port, settings.metrics_port) == (0, 0)

@@ -1,4 +1,5 @@
-"""The state conformance suite: every state store, through the HTTP API, held to the same behaviour.
+"""The state conformance suite: every state store, through the HTTP API (and, for the cases that are not about
+the HTTP wire, through the gRPC API too), held to the same behaviour.
 
 Each store declares the features it claims (like Dapr's ``tests.yml``); tests of a claimed feature run, and
 for an unclaimed one the suite checks that it is really absent. A new store joins by adding one entry to
@@ -16,10 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import orjson
 import pytest
+from dapr.proto.common.v1 import common_pb2
+from dapr.proto.runtime.v1 import state_pb2
 
+from tests.grpc.fronts import FRONTS, GrpcFront, grpc_front
 from tests.services import require_postgres, require_redis
 from tests.sidecar import Sidecar, component_yaml, running_sidecar
 
@@ -460,3 +465,176 @@ async def test_data_survives_a_restart_and_is_scoped_by_app_id(store: Store) -> 
         assert (await again.client.get(f"/v1.0/state/statestore/{k}")).json() == {"kept": True}
     async with running_sidecar(store.resources) as other_app:
         assert (await other_app.client.get(f"/v1.0/state/statestore/{k}")).status_code == 204
+
+
+# -- both fronts: the block's behaviour through HTTP and through gRPC --------------------------------------------
+#
+# The cases above check the HTTP wire itself (statuses, headers, bodies); these run once per front, through a
+# client that speaks either, so that what the state block does is proven for HTTP and for gRPC alike.
+
+
+class Refused(Exception):
+    """A call the sidecar refused, as one kind for both fronts: ``mismatch`` (HTTP 409 / gRPC ABORTED),
+    ``invalid`` (400 / INVALID_ARGUMENT), ``failed`` (500 / INTERNAL), ``unsupported`` (UNIMPLEMENTED)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+_HTTP_KINDS = {409: "mismatch", 400: "invalid", 500: "failed"}
+_GRPC_KINDS = {
+    "ABORTED": "mismatch",
+    "INVALID_ARGUMENT": "invalid",
+    "INTERNAL": "failed",
+    "UNIMPLEMENTED": "unsupported",
+}
+
+
+@dataclass
+class FrontState:
+    """The state API of a sidecar through one front; values are JSON text (what HTTP stores)."""
+
+    store: Store
+    grpc: GrpcFront | None
+
+    async def _http(self, response: httpx.Response, *ok: int) -> httpx.Response:
+        if response.status_code not in ok:
+            raise Refused(_HTTP_KINDS.get(response.status_code, str(response.status_code)), response.json()["message"])
+        return response
+
+    async def _grpc(self, call: Any) -> Any:
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            raise Refused(_GRPC_KINDS.get(exc.code().name, exc.code().name), exc.details() or "") from None
+
+    async def save(self, *items: tuple[str, bytes, str | None]) -> None:
+        if self.grpc is None:
+            body = [
+                {"key": k, "value": orjson.Fragment(v), **({"etag": e} if e is not None else {})} for k, v, e in items
+            ]
+            await self._http(await self.store.client.post("/v1.0/state/statestore", content=orjson.dumps(body)), 204)
+            return
+        states = []
+        for k, v, e in items:
+            item = common_pb2.StateItem(key=k, value=v)
+            if e is not None:
+                item.etag.value = e
+            states.append(item)
+        await self._grpc(self.grpc.dapr.SaveState(state_pb2.SaveStateRequest(store_name="statestore", states=states)))
+
+    async def get(self, k: str) -> tuple[bytes, str]:
+        """Value and etag; a missing key is ``(b"", "")`` on both fronts."""
+        if self.grpc is None:
+            response = await self._http(await self.store.get(k), 200, 204)
+            return response.content, response.headers.get("etag", "")
+        got = await self._grpc(self.grpc.dapr.GetState(state_pb2.GetStateRequest(store_name="statestore", key=k)))
+        return got.data, got.etag
+
+    async def delete(self, k: str, etag: str | None = None) -> None:
+        if self.grpc is None:
+            headers = {"If-Match": etag} if etag is not None else {}
+            await self._http(await self.store.client.delete(f"/v1.0/state/statestore/{k}", headers=headers), 204)
+            return
+        request = state_pb2.DeleteStateRequest(store_name="statestore", key=k)
+        if etag is not None:
+            request.etag.value = etag
+        await self._grpc(self.grpc.dapr.DeleteState(request))
+
+    async def bulk_get(self, keys: list[str]) -> list[tuple[str, Any]]:
+        """Keys and decoded values (None when missing): a store may re-serialise JSON (PostgreSQL's jsonb)."""
+        if self.grpc is None:
+            response = await self.store.client.post("/v1.0/state/statestore/bulk", content=orjson.dumps({"keys": keys}))
+            items = (await self._http(response, 200)).json()
+            return [(i["key"], i.get("data")) for i in items]
+        request = state_pb2.GetBulkStateRequest(store_name="statestore", keys=keys)
+        answer = await self._grpc(self.grpc.dapr.GetBulkState(request))
+        return [(item.key, orjson.loads(item.data) if item.data else None) for item in answer.items]
+
+    async def transact(self, *operations: tuple[str, str, bytes]) -> None:
+        if self.grpc is None:
+            ops = [
+                {"operation": op, "request": {"key": k, **({"value": orjson.Fragment(v)} if op == "upsert" else {})}}
+                for op, k, v in operations
+            ]
+            response = await self.store.client.post(
+                "/v1.0/state/statestore/transaction", content=orjson.dumps({"operations": ops})
+            )
+            await self._http(response, 204)
+            return
+        request = state_pb2.ExecuteStateTransactionRequest(
+            storeName="statestore",
+            operations=[
+                state_pb2.TransactionalStateOperation(operationType=op, request=common_pb2.StateItem(key=k, value=v))
+                for op, k, v in operations
+            ],
+        )
+        await self._grpc(self.grpc.dapr.ExecuteStateTransaction(request))
+
+
+@pytest.fixture(params=FRONTS)
+async def front(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[FrontState]:
+    if request.param == "http":
+        yield FrontState(store, None)
+        return
+    async with running_sidecar(store.resources, grpc=True) as sidecar, grpc_front(sidecar) as channel:
+        yield FrontState(Store(store.name, store.case, sidecar, store.resources), channel)
+
+
+async def test_both_fronts_round_trip_and_missing_keys(front: FrontState) -> None:
+    k = key()
+    assert await front.get(k) == (b"", "")
+    await front.save((k, b'{"n":1}', None))
+    value, etag = await front.get(k)
+    assert orjson.loads(value) == {"n": 1}
+    assert bool(etag) == front.store.claims(ETAG)
+    await front.delete(k)
+    assert await front.get(k) == (b"", "")
+    await front.delete(k)  # deleting a missing key succeeds
+
+
+async def test_both_fronts_etags(front: FrontState) -> None:
+    if not front.store.claims(ETAG):
+        pytest.skip("store does not claim ETAG")
+    k = key()
+    await front.save((k, b'"first"', None))
+    _, etag = await front.get(k)
+    with pytest.raises(Refused) as stale:
+        await front.save((k, b'"second"', front.store.case.bad_etag))
+    assert stale.value.kind == "mismatch" and "possible etag mismatch" in stale.value.message
+    await front.save((k, b'"second"', etag))
+    value, current = await front.get(k)
+    assert orjson.loads(value) == "second" and current != etag
+    with pytest.raises(Refused) as refused:
+        await front.delete(k, etag)
+    assert refused.value.kind == "mismatch"
+    await front.delete(k, current)
+    assert await front.get(k) == (b"", "")
+
+
+async def test_both_fronts_bulk_get_keeps_order(front: FrontState) -> None:
+    a, b, missing = key(), key(), key()
+    await front.save((a, b'{"n":1}', None), (b, b'"two"', None))
+    assert await front.bulk_get([b, missing, a]) == [(b, "two"), (missing, None), (a, {"n": 1})]
+
+
+async def test_both_fronts_transactions(front: FrontState) -> None:
+    a, b = key(), key()
+    await front.save((a, b'"old"', None))
+    if not front.store.claims(TRANSACTIONAL):
+        with pytest.raises(Refused):
+            await front.transact(("upsert", b, b'"new"'))
+        return
+    await front.transact(("upsert", b, b'"new"'), ("delete", a, b""))
+    assert await front.bulk_get([a, b]) == [(a, None), (b, "new")]
+    with pytest.raises(Refused) as unknown:
+        await front.transact(("merge", a, b'"x"'))
+    assert unknown.value.kind in ("invalid", "unsupported")
+
+
+async def test_both_fronts_refuse_an_illegal_key(front: FrontState) -> None:
+    with pytest.raises(Refused) as illegal:
+        await front.save(("a||b", b"1", None))
+    assert illegal.value.kind == "invalid" and "can't contain '||'" in illegal.value.message

@@ -301,3 +301,23 @@ def test_sentinel_throttling_spaces_requests_and_refuses_beyond_the_queueing_tim
         broken = MiddlewareSpec("s", "t", "v1", {"flowRules": json.dumps([{"resource": "r", **bad}])}, "s.yaml")
         with pytest.raises(SpecError, match=r"^s\.yaml: "):
             parse(broken)
+
+
+def test_bearer_metadata_is_checked_at_start_up(issuer: _Issuer) -> None:
+    from app.governance.bearer import Bearer, create
+    from app.governance.pipeline import MiddlewareSpec
+
+    def spec(**metadata: str) -> MiddlewareSpec:
+        return MiddlewareSpec("auth", "middleware.http.bearer", "v1", metadata, "auth.yaml")
+
+    explicit = asyncio.run(create(spec(issuer=issuer.url, audience="my-app", jwksURL=f"{issuer.url}/jwks")))
+    assert isinstance(explicit, Bearer) and set(explicit.keys) == {"k1"}
+    for metadata, problem in (
+        ({"audience": "my-app"}, "metadata property 'issuer' is required"),
+        ({"issuer": issuer.url}, "metadata property 'audience' is required"),
+        ({"issuer": issuer.url + "/", "audience": "a"}, "doesn't match the one provided"),
+        ({"issuer": issuer.url, "audience": "a", "jwksURL": f"{issuer.url}/missing"}, "failed to fetch JWKS"),
+    ):
+        with pytest.raises(SpecError, match=r"^auth\.yaml: ") as refused:
+            asyncio.run(create(spec(**metadata)))
+        assert problem in str(refused.value) and "\n" not in str(refused.value)

@@ -8,8 +8,8 @@ the start-up gate, and the translation of errors into Dapr's statuses.
 * An exception from a method becomes the status of the one error table (``app.grpc.status``): a client
   mistake is never UNKNOWN.
 
-Each servicer method is wrapped once, before the servicer is registered (``guard``), rather than through a
-grpcio server interceptor, which costs a coroutine and a handler lookup on every call.
+Each servicer method is wrapped once when it is registered (``guard``, from ``app.grpc.registration``), rather
+than through a grpcio server interceptor, which costs a coroutine and a handler lookup on every call.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ import grpc
 
 from app.errors import GrpcCode, WireError
 from app.grpc.status import abort, abort_with
+from building_blocks.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
     Context = grpc.aio.ServicerContext[Any, Any]
 
-__all__ = ("guard",)
+__all__ = ("Malformed", "guard")
 
 
 def _unauthorized(message: str) -> WireError:
@@ -48,11 +49,47 @@ _MISSING = _unauthorized("missing api token in request metadata")
 _MISMATCH = _unauthorized("authentication error: api token mismatch")
 
 
-def guard(servicer: Any, names: list[str], runtime: Runtime) -> None:
-    """Wrap the methods ``names`` of ``servicer`` (on the instance) with the token check, the start-up gate
-    and Dapr's error statuses."""
-    for name in names:
-        setattr(servicer, name, _guarded(getattr(servicer, name), runtime))
+class Malformed:
+    """What a request that is not its protobuf message decodes to (see ``app.grpc.registration``): the
+    method answers INVALID_ARGUMENT, where grpcio's own failing deserializer would answer INTERNAL."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def error(self) -> InvalidRequest:
+        return InvalidRequest(f"malformed request: {self.reason}")
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, Malformed):
+            raise request.error()
+        yield request
+
+
+def guard(method: Callable[..., Any], runtime: Runtime, streamed_requests: bool = False) -> Callable[..., Any]:
+    """``method`` with the token check, the start-up gate, malformed requests refused and Dapr's error
+    statuses."""
+    if streamed_requests:
+        inner = method
+
+        def method(requests: AsyncIterator[Any], context: Context) -> Any:
+            return inner(_checked(requests), context)
+
+        method.__wrapped__ = inner  # type: ignore[attr-defined]
+        if inspect.isasyncgenfunction(inner):
+            return _guarded(_as_asyncgen(method), runtime)
+    return _guarded(method, runtime)
+
+
+def _as_asyncgen(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    async def responses(request: Any, context: Context) -> AsyncIterator[Any]:
+        async for response in method(request, context):
+            yield response
+
+    return responses
 
 
 async def _admit(runtime: Runtime, token: str, context: Context) -> None:
@@ -72,6 +109,8 @@ def _guarded(method: Callable[..., Any], runtime: Runtime) -> Callable[..., Any]
         @functools.wraps(method)
         async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
             await _admit(runtime, token, context)
+            if isinstance(request, Malformed):
+                await abort(context, request.error(), app_id)
             try:
                 async for response in method(request, context):
                     yield response
@@ -85,6 +124,8 @@ def _guarded(method: Callable[..., Any], runtime: Runtime) -> Callable[..., Any]
     @functools.wraps(method)
     async def unary(request: Any, context: Context) -> Any:
         await _admit(runtime, token, context)
+        if isinstance(request, Malformed):
+            await abort(context, request.error(), app_id)
         try:
             return await method(request, context)
         except (grpc.aio.AbortError, asyncio.CancelledError):

@@ -308,3 +308,27 @@ def test_streaming_subscription_delivers_redelivers_on_retry_and_lists_itself(cl
 def test_streaming_subscription_needs_an_existing_pubsub(client: DaprClient) -> None:
     with pytest.raises(Exception, match="pubsub nopubsub is not found"):
         client.subscribe("nopubsub", fresh("t"))
+
+
+# -- hostile input --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["/dapr.proto.runtime.v1.Dapr/GetState", "/spec.proto.runtime.v1.Runtime/GetNextId"])
+def test_bytes_that_are_not_the_message_are_invalid_argument(sidecar: GrpcSidecar, method: str) -> None:
+    """grpcio would answer INTERNAL for a request it cannot decode; it is the client's mistake."""
+    with grpc.insecure_channel(sidecar.grpc_address) as channel:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
+        with pytest.raises(grpc.RpcError) as caught:
+            call(b"\xff\xff\xff\xff", timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (caught.value.details() or "").startswith("malformed request: ")
+
+
+def test_a_malformed_message_on_a_stream_is_invalid_argument(sidecar: GrpcSidecar) -> None:
+    with grpc.insecure_channel(sidecar.grpc_address) as channel:
+        call: grpc.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+            "/dapr.proto.runtime.v1.Dapr/SubscribeTopicEventsAlpha1"
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            list(call(iter([b"\xff\xff\xff"]), timeout=30))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from dapr.proto.runtime.v1 import dapr_pb2_grpc
+from dapr.proto.runtime.v1 import dapr_pb2, dapr_pb2_grpc
 
 from app.governance.grpc_access import refuse_blocked
 from app.grpc.dapr.base import Context
@@ -21,7 +21,7 @@ from app.grpc.dapr.pubsub import PubSubMethods
 from app.grpc.dapr.secrets import SecretMethods
 from app.grpc.dapr.state import StateMethods
 from app.grpc.dapr.streaming import StreamingMethods
-from app.grpc.interceptor import guard
+from app.grpc.registration import register
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -83,7 +83,6 @@ for _method in _METHODS:
 
 def add_to_server(server: grpc.aio.Server, runtime: Runtime) -> DaprService:
     service = DaprService(runtime)
-    guard(service, _METHODS, runtime)
     refuse_blocked(service, _METHODS, runtime)  # spec.api (app.governance): nothing when no gRPC rule
-    dapr_pb2_grpc.add_DaprServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    register(server, service, dapr_pb2.DESCRIPTOR.services_by_name["Dapr"], runtime)
     return service

@@ -24,10 +24,10 @@ from google.protobuf.message import Message
 
 from app.grpc.dapr.base import Context
 from app.grpc.dapr.service import DaprService
-from app.grpc.interceptor import guard
 from app.grpc.layotto import appcallback_pb2 as callback_pb
 from app.grpc.layotto import runtime_pb2 as pb
 from app.grpc.layotto import runtime_pb2_grpc
+from app.grpc.registration import register
 from building_blocks.configuration.base import (
     ConfigurationItem,
     ConfigurationUpdate,
@@ -62,7 +62,6 @@ def _via_dapr(name: str, request_kind: type[Message], response_kind: type[Messag
         return _as(response_kind, answer)
 
     method.__name__ = name
-    method.via_dapr = True  # type: ignore[attr-defined]  # the Dapr servicer's method is guarded already
     return method
 
 
@@ -234,8 +233,4 @@ for _method, _api in (
 
 
 def add_to_server(server: grpc.aio.Server, runtime: Runtime, dapr: DaprService) -> None:
-    """``dapr``'s methods are guarded already; Layotto's own are guarded here."""
-    service = LayottoService(runtime, dapr)
-    names = [name for name in dir(runtime_pb2_grpc.RuntimeServicer) if not name.startswith("_")]
-    guard(service, [name for name in names if not getattr(getattr(service, name), "via_dapr", False)], runtime)
-    runtime_pb2_grpc.add_RuntimeServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    register(server, LayottoService(runtime, dapr), pb.DESCRIPTOR.services_by_name["Runtime"], runtime)

@@ -1,7 +1,8 @@
 """Writing a route's ``Response`` on the lane: a plain answer in one write, an invocation's answer relayed.
 
 An invocation's ``app.invocation.relay.Relay`` is written as its ``__call__`` sends it over ASGI: an answer
-that arrived whole goes back in one write with its ``Content-Length``; a streamed one goes back chunked as it
+that arrived whole (or is small: ``whole_body``) goes back in one write with its ``Content-Length``; a streamed
+one goes back chunked as it
 arrives, at the pace the caller reads (the cycle waits while the socket's buffer is full, and the upstream
 client pauses reading meanwhile), and stops, closing the upstream connection, when the caller goes away.
 """
@@ -13,7 +14,7 @@ import logging
 from starlette.responses import Response
 
 from app.http_client import HttpClientError
-from app.invocation.relay import Relay
+from app.invocation.relay import Relay, whole_body
 from app.lane.cycle import LaneCycle
 
 __all__ = ("write_response",)
@@ -35,8 +36,8 @@ async def _relay(cycle: LaneCycle, relay: Relay) -> None:
     status, headers = relay.status_code, relay.raw_headers
     buffered = upstream.is_stream_consumed  # read by the block (an error answer): Relay gave it its length
     if not buffered:
-        ready = upstream.ready_body()
-        if ready is not None:  # the whole answer is here already
+        ready = await whole_body(upstream)
+        if ready is not None:  # the whole answer is here
             if status >= 200 and status not in (204, 304) and cycle.method != "HEAD":
                 headers.append((b"content-length", str(len(ready)).encode()))
             cycle.respond(status, headers, ready)

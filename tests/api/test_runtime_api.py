@@ -106,7 +106,8 @@ async def test_readiness_is_503_when_a_backend_is_down(tmp_path: Path) -> None:
 
 async def test_healthz_is_500_until_components_are_initialised(tmp_path: Path) -> None:
     # A component whose init blocks: a Redis address that never answers the handshake.
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    writers: list[asyncio.StreamWriter] = []  # closed at the end: a dropped one warns when it is collected
+    server = await asyncio.start_server(lambda r, w: writers.append(w), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     (tmp_path / "state.yaml").write_text(
         component_yaml("statestore", "state.redis", {"redisHost": f"127.0.0.1:{port}", "dialTimeout": "30s"})
@@ -122,6 +123,8 @@ async def test_healthz_is_500_until_components_are_initialised(tmp_path: Path) -
         }
         readiness = await sidecar.client.get("/actuator/health/readiness")
         assert readiness.status_code == 503 and readiness.json()["status"] == "INIT"
+    for writer in writers:
+        writer.close()
 
 
 async def test_secrets(sidecar: Sidecar) -> None:

@@ -44,7 +44,6 @@ NOT_HONOURED: dict[str, str] = {
     "--app-protocol https": "is not supported yet (the app channel speaks plain HTTP)",
     "--app-protocol h2c": "is not supported yet (the app channel speaks HTTP/1.1)",
     "--app-ssl": "is not supported yet (the app channel speaks plain HTTP)",
-    "--unix-domain-socket": "is not supported yet (the API listens on TCP only)",
     "--enable-profiling": "is not supported: there is no pprof endpoint in a Python runtime",
     "--profile-port": "is not supported: there is no pprof endpoint in a Python runtime",
     "--placement-host-address": "is not supported: actors are not served",

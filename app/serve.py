@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ import socket
 import sys
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import uvicorn
 
@@ -72,6 +74,23 @@ def _bind(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET, backlog=2048)
 
 
+def _bind_unix(path: Path) -> socket.socket:
+    """A Unix socket at ``path``; a file left there by a sidecar that died is replaced, a live one is not."""
+    if path.is_socket():
+        with socket.socket(socket.AF_UNIX) as probe:
+            if probe.connect_ex(str(path)) == 0:
+                raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _Listeners:
     """Every socket of the sidecar, bound before anything starts, so a taken port is one line and nothing
     else runs: the API's and the internal port's on each listen host; the gRPC port is only checked (the
@@ -85,23 +104,33 @@ class _Listeners:
         """None when every port is ours, else the exit code after saying why in one line."""
         hosts = listen_hosts(settings.listen_address)
         what, host, port = "HTTP API", hosts[0], settings.http_port
+        uds = settings.unix_socket("http")
         try:
-            for host in hosts:
+            if uds is not None:
+                self.api.append(_bind_unix(uds))
+            for host in hosts if uds is None else ():
                 self.api.append(_bind(host, port))
             what, port = "internal port", settings.internal_port
             for host in hosts:
                 self.internal.append(bind_internal(replace(settings, listen_address=host, internal_port=port)))
                 port = self.internal[0].getsockname()[1]  # every host on the port the first one got
             what, port = "gRPC API", settings.grpc_port
-            for host in hosts if port > 0 else ():
+            for host in hosts if port > 0 and settings.unix_domain_socket is None else ():
                 _bind(host, port).close()
         except OSError as exc:
             self.close()
+            if what == "HTTP API" and uds is not None:
+                reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+                print(f"layotto: cannot listen on {uds} (HTTP API): {reason}", file=sys.stderr)
+                return 1
             return _cannot_listen(what, f"[{host}]" if ":" in host else host, port, exc)
         return None
 
     def close(self) -> None:
         for sock in (*self.api, *self.internal):
+            if sock.family == socket.AF_UNIX:
+                with contextlib.suppress(OSError):
+                    os.unlink(sock.getsockname())
             sock.close()
 
 
@@ -197,6 +226,10 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         await server.serve(sockets=listeners.api)
     finally:
         record.unlink(missing_ok=True)
+        for api in ("http", "grpc"):
+            path = settings.unix_socket(api)
+            if path is not None:
+                path.unlink(missing_ok=True)
         internal.should_exit = True
         await hop
         if child is not None and child.returncode is None:

@@ -130,6 +130,13 @@ class Settings:
         settings = cls(environ=env, **from_env)
         return replace(settings, **{name: value for name, value in flags.items() if value is not None})
 
+    def unix_socket(self, api: str) -> Path | None:
+        """Dapr's socket file of ``api`` (``http`` or ``grpc``) under ``--unix-domain-socket``; the API then
+        listens there instead of on TCP, as daprd does."""
+        if self.unix_domain_socket is None:
+            return None
+        return self.unix_domain_socket / f"dapr-{self.app_id}-{api}.socket"
+
     @property
     def advertised_host(self) -> str:
         """The host other sidecars use to reach this one."""

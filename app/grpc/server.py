@@ -72,7 +72,12 @@ class GrpcFront:
     async def start(self) -> None:
         """Bind and serve; a port that cannot be bound raises ``OSError`` (start-up fails, as daprd's)."""
         port = self.runtime.settings.grpc_port
-        for address in _addresses(self.runtime.settings.listen_address, port):
+        addresses = _addresses(self.runtime.settings.listen_address, port)
+        uds = self.runtime.settings.unix_socket("grpc")
+        if uds is not None:  # --unix-domain-socket: the socket instead of TCP, as daprd
+            uds.unlink(missing_ok=True)  # left by a sidecar that died; the HTTP socket beside it proved it dead
+            addresses = [f"unix:{uds}"]
+        for address in addresses:
             try:
                 bound = self._server.add_insecure_port(address)
             except RuntimeError as exc:
@@ -82,7 +87,9 @@ class GrpcFront:
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.start()
         self._watch = asyncio.get_running_loop().create_task(self._report_health(), name="grpc-health")
-        log.info("gRPC API listening on port %d", self.port)
+        if uds is not None:
+            self.port = 0  # no TCP port
+        log.info("gRPC API listening on %s", uds or f"port {self.port}")
 
     async def _report_health(self) -> None:
         await self.runtime.wait_ready()

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -450,6 +451,38 @@ def test_listen_addresses_take_daprs_comma_separated_list(home: dict[str, str]) 
     finally:
         code, stderr = stop(sidecar)
     assert code == 0, stderr
+
+
+def test_unix_domain_socket_serves_the_apis_on_daprs_socket_files(home: dict[str, str], tmp_path: Path) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    folder = Path(tempfile.mkdtemp(prefix="uds-", dir="/tmp"))  # short: a socket path has ~100 bytes at most
+    sidecar = layotto("--app-id", "sock", "--unix-domain-socket", str(folder), env=home)
+    http_socket, grpc_socket = folder / "dapr-sock-http.socket", folder / "dapr-sock-grpc.socket"
+    try:
+        deadline = time.monotonic() + 60
+        while not http_socket.is_socket():  # bound before anything else starts
+            assert sidecar.poll() is None, sidecar.communicate()[1]
+            assert time.monotonic() < deadline, "no socket file"
+            time.sleep(0.05)
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(http_socket)), base_url="http://unix") as http:
+            while http.get("/v1.0/healthz").status_code != 204:
+                assert sidecar.poll() is None and time.monotonic() < deadline, "not healthy on the socket"
+                time.sleep(0.1)
+            assert http.post("/v1.0/state/statestore", json=[{"key": "k", "value": 7}]).status_code == 204
+            assert http.get("/v1.0/state/statestore/k").json() == 7
+        with grpc.insecure_channel(f"unix:{grpc_socket}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=10)  # type: ignore[attr-defined]
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(httpx.TransportError):  # instead of TCP, as daprd
+            httpx.get(f"http://127.0.0.1:{home['DAPR_HTTP_PORT']}/v1.0/healthz", timeout=2)
+    finally:
+        code, stderr = stop(sidecar)
+    assert code == 0, stderr
+    assert not http_socket.exists() and not grpc_socket.exists()  # removed on the way out
+    folder.rmdir()
 
 
 def test_listen_hosts() -> None:

@@ -193,10 +193,10 @@ async def test_a_slow_store_times_out_per_attempt(tmp_path: Path) -> None:
             host, _, port = redis.address.partition(":")
             admin = aioredis.Redis(host=host, port=int(port))
             try:
-                sleeping = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "2"))
-                await asyncio.sleep(0.1)
+                # once CLIENT PAUSE has answered, every other client's command waits (up to 30 s, until UNPAUSE)
+                await admin.execute_command("CLIENT", "PAUSE", "30000")
                 answer = await _save(sidecar.client, "statestore", "k", "v")
-                await sleeping
+                await admin.execute_command("CLIENT", "UNPAUSE")
             finally:
                 await admin.aclose()
             assert answer.status_code == 500

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
+import grpc
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from dapr.proto.runtime.v1 import configuration_pb2
 
+from app.grpc.layotto import runtime_pb2
+from tests.grpc.fronts import GrpcFront, grpc_front
 from tests.services import require_postgres, require_redis
 from tests.sidecar import Sidecar, component_yaml, running_sidecar
 from tests.subscriber_app import Delivery, SubscriberApp, serving
@@ -439,3 +443,81 @@ async def test_subscriptions_end_when_the_runtime_stops(tmp_path: Path, writer: 
     await writer.set(k, "after-stop", "1")
     await asyncio.sleep(0.5)
     assert store.app.deliveries == [d for d in store.app.deliveries if not d.path.startswith("/configuration/")]
+
+
+# -- the gRPC front: the same block through Dapr's and Layotto's gRPC methods --------------------------------
+#
+# Over gRPC a subscription is a stream (no app is needed): its first message carries only the id, then one
+# message per change, and unsubscribing ends it.
+
+
+@dataclass
+class GrpcConfig:
+    name: str
+    case: StoreCase
+    front: GrpcFront
+    prefix: str
+
+    def key(self) -> str:
+        return f"{self.prefix}{uuid.uuid4().hex[:8]}"
+
+    async def save(self, key: str, value: str) -> None:
+        items = [runtime_pb2.ConfigurationItem(key=key, content=value)]
+        await self.front.layotto.SaveConfiguration(runtime_pb2.SaveConfigurationRequest(store_name=STORE, items=items))
+
+    async def get(self, *keys: str) -> dict[str, tuple[str, str]]:
+        answer = await self.front.dapr.GetConfigurationAlpha1(
+            configuration_pb2.GetConfigurationRequest(store_name=STORE, keys=list(keys))
+        )
+        return {key: (item.value, item.version) for key, item in answer.items.items()}
+
+
+@pytest.fixture(params=list(STORES))
+async def over_grpc(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[GrpcConfig]:
+    case = STORES[request.param]
+    table = f"cfg_{uuid.uuid4().hex[:12]}"
+    prefix = f"cfgtest-{uuid.uuid4().hex[:8]}-"
+    _write(tmp_path, case, table)
+    async with (
+        _cleanup(request.param, prefix, table),
+        running_sidecar(tmp_path, grpc=True) as sidecar,
+        grpc_front(sidecar) as front,
+    ):
+        yield GrpcConfig(request.param, case, front, prefix)
+
+
+async def test_grpc_get_save_and_delete(over_grpc: GrpcConfig) -> None:
+    a, b = over_grpc.key(), over_grpc.key()
+    await over_grpc.save(a, "one")
+    await over_grpc.save(a, "two")
+    await over_grpc.save(b, "bee")
+    assert await over_grpc.get(a, b, over_grpc.key()) == {a: ("two", "2"), b: ("bee", "1")}
+    await over_grpc.front.layotto.DeleteConfiguration(
+        runtime_pb2.DeleteConfigurationRequest(store_name=STORE, keys=[a])
+    )
+    assert await over_grpc.get(a, b) == {b: ("bee", "1")}
+
+
+async def test_grpc_subscription_streams_the_id_then_changes_until_unsubscribed(over_grpc: GrpcConfig) -> None:
+    key = over_grpc.key()
+    request = configuration_pb2.SubscribeConfigurationRequest(store_name=STORE, keys=[key])
+    stream = over_grpc.front.dapr.SubscribeConfigurationAlpha1(request)
+    first = await stream.read()
+    assert first.id and not first.items  # the id alone
+    await over_grpc.save(key, "on")
+    async with asyncio.timeout(WITHIN * 5):
+        update = await stream.read()
+    assert update.id == first.id and {k: i.value for k, i in update.items.items()} == {key: "on"}
+    unsubscribe = configuration_pb2.UnsubscribeConfigurationRequest(store_name=STORE, id=first.id)
+    assert (await over_grpc.front.dapr.UnsubscribeConfigurationAlpha1(unsubscribe)).ok
+    async with asyncio.timeout(WITHIN * 5):
+        assert await stream.read() is grpc.aio.EOF  # unsubscribing ends the stream
+    again = await over_grpc.front.dapr.UnsubscribeConfiguration(unsubscribe)
+    assert not again.ok and first.id in again.message
+
+
+async def test_grpc_unknown_store_is_invalid_argument(over_grpc: GrpcConfig) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await over_grpc.front.dapr.GetConfiguration(configuration_pb2.GetConfigurationRequest(store_name="nostore"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "configuration store nostore not found"

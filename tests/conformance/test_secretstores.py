@@ -1,4 +1,5 @@
-"""The secret-store conformance suite: every ``secretstores.*`` component, through the HTTP API.
+"""The secret-store conformance suite: every ``secretstores.*`` component, through the HTTP API (and the gRPC
+API's GetSecret/GetBulkSecret at the end).
 
 Dapr's secret-store conformance (get one secret, bulk get with others tolerated) and its HTTP contract:
 ``GET /v1.0/secrets/{store}/{name}`` and ``/bulk``, 401 for an unknown store, 500 ``ERR_SECRET_GET`` when the
@@ -18,8 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from dapr.proto.runtime.v1 import secret_pb2
 
+from tests.grpc.fronts import grpc_front
 from tests.sidecar import Sidecar, component_yaml, running_sidecar
 
 MULTI = "MULTIPLE_KEY_VALUES_PER_SECRET"
@@ -158,3 +162,29 @@ async def test_several_keys_per_secret_only_where_claimed(secrets: Secrets) -> N
         assert all(list(secret) == [name] for name, secret in bulk.items())
         assert db.status_code == 500
         assert password.status_code == 200 and password.json() == {"db:password": "pw"}
+
+
+# -- the gRPC front: GetSecret and GetBulkSecret on the same stores ---------------------------------------------
+
+
+async def test_grpc_get_bulk_get_and_mistakes(secrets: Secrets) -> None:
+    metadata = secrets.case.seed(secrets.tmp_path, secrets.monkeypatch, DAPR_SECRETS)
+    (secrets.tmp_path / "secretstore.yaml").write_text(component_yaml(STORE, secrets.case.component_type, metadata))
+    async with running_sidecar(secrets.tmp_path, grpc=True) as sidecar, grpc_front(sidecar) as front:
+        one = await front.dapr.GetSecret(secret_pb2.GetSecretRequest(store_name=STORE, key="conftestsecret"))
+        assert dict(one.data) == {"conftestsecret": "abcd"}
+        bulk = await front.dapr.GetBulkSecret(secret_pb2.GetBulkSecretRequest(store_name=STORE))
+        assert {name: dict(secret.secrets) for name, secret in bulk.data.items()} == {
+            "conftestsecret": {"conftestsecret": "abcd"},
+            "secondsecret": {"secondsecret": "efgh"},
+        }
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await front.dapr.GetSecret(secret_pb2.GetSecretRequest(store_name=STORE, key="nosuchsecret"))
+        assert missing.value.code() == grpc.StatusCode.INTERNAL  # the store has no such secret: Dapr's 500
+        assert missing.value.details() == (
+            f"failed getting secret with key nosuchsecret from secret store {STORE}: secret nosuchsecret not found"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await front.dapr.GetSecret(secret_pb2.GetSecretRequest(store_name="nostore", key="conftestsecret"))
+        assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert unknown.value.details() == "failed finding secret store with key nostore"

@@ -193,8 +193,8 @@ async def test_a_slow_store_times_out_per_attempt(tmp_path: Path) -> None:
             host, _, port = redis.address.partition(":")
             admin = aioredis.Redis(host=host, port=int(port))
             try:
-                # once CLIENT PAUSE has answered, every other client's command waits (up to 30 s, until UNPAUSE)
-                await admin.execute_command("CLIENT", "PAUSE", "30000")
+                # once CLIENT PAUSE has answered, every write waits (up to 30 s, until UNPAUSE, which is no write)
+                await admin.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
                 answer = await _save(sidecar.client, "statestore", "k", "v")
                 await admin.execute_command("CLIENT", "UNPAUSE")
             finally:

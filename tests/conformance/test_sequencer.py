@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.grpc.layotto import runtime_pb2
+from tests.grpc.fronts import FRONTS, GrpcFront, grpc_front
 from tests.services import require_postgres, require_redis
 from tests.sidecar import Sidecar, component_yaml, running_sidecar
 
@@ -58,15 +60,23 @@ COMPONENT_TYPES = frozenset(case.component_type for case in CASES.values())  # c
 
 @dataclass
 class Ids:
+    """Ids of one sidecar, through HTTP, or through gRPC (Layotto's GetNextId) when ``grpc`` is set; segments
+    have no gRPC method and go over HTTP."""
+
     case: SequencerCase
     sidecar: Sidecar
     resources: Path
+    grpc: GrpcFront | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
         return self.sidecar.client
 
     async def next(self, key: str, increment: str | None = None) -> int:
+        if self.grpc is not None:
+            options = runtime_pb2.SequencerOptions(increment=increment or "WEAK")
+            request = runtime_pb2.GetNextIdRequest(store_name="sequencer", key=key, options=options)
+            return int((await self.grpc.layotto.GetNextId(request)).next_id)
         body: dict[str, object] = {"key": key}
         if increment is not None:
             body["options"] = {"increment": increment}
@@ -94,8 +104,20 @@ def case(request: pytest.FixtureRequest) -> SequencerCase:
     return CASES[request.param]
 
 
+@pytest.fixture(params=FRONTS)
+async def ids(request: pytest.FixtureRequest, case: SequencerCase, tmp_path: Path) -> AsyncIterator[Ids]:
+    write_spec(tmp_path, case)
+    if request.param == "http":
+        async with running_sidecar(tmp_path) as sidecar:
+            yield Ids(case, sidecar, tmp_path)
+        return
+    async with running_sidecar(tmp_path, grpc=True) as sidecar, grpc_front(sidecar) as front:
+        yield Ids(case, sidecar, tmp_path, front)
+
+
 @pytest.fixture
-async def ids(case: SequencerCase, tmp_path: Path) -> AsyncIterator[Ids]:
+async def http_ids(case: SequencerCase, tmp_path: Path) -> AsyncIterator[Ids]:
+    """For the cases about HTTP bodies."""
     write_spec(tmp_path, case)
     async with running_sidecar(tmp_path) as sidecar:
         yield Ids(case, sidecar, tmp_path)
@@ -251,7 +273,8 @@ async def test_two_sidecars_of_one_app_share_the_sequence(case: SequencerCase, t
     ],
     ids=["no-key", "empty-key", "bad-increment", "separator", "zero-size"],
 )
-async def test_bad_requests_are_400(ids: Ids, body: dict[str, object], message: str) -> None:
+async def test_bad_requests_are_400(http_ids: Ids, body: dict[str, object], message: str) -> None:
+    ids = http_ids
     response = await ids.client.post("/v1.0-alpha1/sequencer/sequencer", json=body)
     assert response.status_code == 400
     assert response.json() == {"errorCode": "ERR_MALFORMED_REQUEST", "message": message}

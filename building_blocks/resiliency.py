@@ -409,9 +409,11 @@ class Resiliency:
 
     def _defaults(self, component_type: str, direction: str) -> TargetPolicy:
         """Each kind from the most specific default name that exists (``NO_POLICY`` when none does)."""
+        return self._first_defaults(lambda kind: _default_names(component_type, direction, kind))
 
+    def _first_defaults(self, names: Callable[[str], tuple[str, ...]]) -> TargetPolicy:
         def first(table: dict[str, Any], kind: str) -> str | None:
-            return next((name for name in _default_names(component_type, direction, kind) if name in table), None)
+            return next((name for name in names(kind) if name in table), None)
 
         timeout = first(self.timeouts, "timeout")
         retry = first(self.retries, "retry")
@@ -436,4 +438,14 @@ class Resiliency:
         return own if own is not None else self._defaults(component_type, "Inbound")
 
     def app(self, app_id: str) -> TargetPolicy:
-        return self.apps.get(app_id, NO_POLICY)
+        """Dapr's ``EndpointPolicy``: the app's own target, whole, else the default policies of apps
+        (``DefaultApp<Kind>Policy``, then ``Default<Kind>Policy``)."""
+        own = self.apps.get(app_id)
+        if own is not None:
+            return own
+        return self._first_defaults(lambda kind: (f"DefaultApp{_KINDS[kind]}Policy", f"Default{_KINDS[kind]}Policy"))
+
+    def defines_app(self, app_id: str) -> bool:
+        """Whether the app has a target of its own (Dapr's ``PolicyDefined``): without one, calls to another
+        sidecar also get the built-in retries when it cannot be reached."""
+        return app_id in self.apps

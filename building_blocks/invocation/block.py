@@ -151,7 +151,7 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
                 self._breaker(raw_target, policy),
                 attempt,
                 lambda: body.replayable,
-                built_in=target.kind is TargetKind.REMOTE and policy is NO_POLICY,
+                built_in=target.kind is TargetKind.REMOTE and not self.resiliency.defines_app(raw_target),
             )
         except AttemptFailed as failure:
             raise InvocationFailed(raw_target, failure.reason) from None

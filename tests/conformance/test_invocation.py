@@ -66,7 +66,7 @@ class ScriptedTransport:
     def __init__(self, has_app: bool = True) -> None:
         self.has_app = has_app
         self.sent: list[Sent] = []
-        self.peers: dict[str, Reply | TransportFailed] = {}
+        self.peers: dict[str, Reply | TransportFailed | list[Reply | TransportFailed]] = {}
 
     def hop_headers(self) -> Headers:
         return [(b"layotto-internal-token", b"hop-secret")]
@@ -84,6 +84,8 @@ class ScriptedTransport:
     ) -> Reply:
         self.sent.append(Sent(address, verb, path, query, headers, await self._body(body)))
         outcome = self.peers.get(address, Reply())
+        if isinstance(outcome, list):
+            outcome = outcome.pop(0) if len(outcome) > 1 else outcome[0]
         if isinstance(outcome, TransportFailed):
             raise outcome
         return outcome
@@ -104,11 +106,11 @@ def call(verb: str = "POST", body: bytes = b"{}", headers: Headers | None = None
 
 @contextlib.asynccontextmanager
 async def block_over(
-    component_type: str, tmp_path: Path, apps: Apps, transport: ScriptedTransport
+    component_type: str, tmp_path: Path, apps: Apps, transport: ScriptedTransport, resiliency: Resiliency | None = None
 ) -> AsyncIterator[InvocationBlock[Reply]]:
     async with WORLDS[component_type](component_type, tmp_path, apps) as resolver:
         block: InvocationBlock[Reply] = InvocationBlock(ComponentContext("caller"))
-        block.configure(resolver, Resiliency(), {}, Instance("caller", "", HOST, 0), PORTS[0])
+        block.configure(resolver, resiliency or Resiliency(), {}, Instance("caller", "", HOST, 0), PORTS[0])
         block.bind(transport)
         yield block
 
@@ -202,3 +204,31 @@ async def test_without_an_app_or_while_it_is_unhealthy_the_local_call_fails(
         with pytest.raises(InvocationFailed, match="app is not in a healthy state"):
             await block.invoke("caller", "m", call())
     assert transport.sent == []
+
+
+def policies(retries: dict[str, object], targets: dict[str, object] | None = None) -> Resiliency:
+    document = {"metadata": {"name": "r"}, "spec": {"policies": {"retries": retries}, "targets": targets or {}}}
+    return Resiliency.load([("resiliency.yaml", document)], "caller")
+
+
+async def test_an_app_without_a_target_of_its_own_gets_the_default_app_policy(
+    component_type: str, tmp_path: Path
+) -> None:
+    """Dapr's ``EndpointPolicy``: ``DefaultAppRetryPolicy`` (before ``DefaultRetryPolicy``) for any app id
+    without its own target; an app's own target replaces the defaults whole."""
+    retry = {"policy": "constant", "duration": "1ms", "maxRetries": 2}
+    address = f"{HOST}:{PORTS[0]}"
+    defaults = policies({"DefaultAppRetryPolicy": retry, "DefaultRetryPolicy": {**retry, "maxRetries": 0}})
+    transport = ScriptedTransport()
+    transport.peers[address] = [Reply(status_code=503), Reply(status_code=503), Reply()]
+    async with block_over(component_type, tmp_path, {"orders": PORTS[:1]}, transport, defaults) as block:
+        assert (await block.invoke("orders", "m", call())).status_code == 200
+    assert len(transport.sent) == 3
+    own = policies(
+        {"DefaultAppRetryPolicy": retry, "none": {**retry, "maxRetries": 0}}, {"apps": {"orders": {"retry": "none"}}}
+    )
+    transport = ScriptedTransport()
+    transport.peers[address] = [Reply(status_code=503), Reply()]
+    async with block_over(component_type, tmp_path, {"orders": PORTS[:1]}, transport, own) as block:
+        assert (await block.invoke("orders", "m", call())).status_code == 503
+    assert len(transport.sent) == 1

@@ -1,5 +1,6 @@
 """The pub/sub conformance suite: every broker component, publish through the HTTP API, deliveries to a
-real subscriber app over HTTP, held to the same behaviour. A new component joins by adding to ``BROKERS``."""
+real subscriber app over HTTP, held to the same behaviour; and over gRPC, publish and the streaming
+subscription. A new component joins by adding to ``BROKERS``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from dapr.proto.runtime.v1 import appcallback_pb2, pubsub_pb2
 
+from tests.grpc.fronts import grpc_front
 from tests.services import require_redis
 from tests.sidecar import Sidecar, component_yaml, running_sidecar
 from tests.subscriber_app import SubscriberApp, serving
@@ -347,3 +350,48 @@ async def test_bulk_subscribe(broker: Broker, app: SubscriberApp) -> None:
     assert all(len(e["entries"]) <= 5 for e in envelopes)
     data = [entry["event"]["data"] for e in envelopes for entry in e["entries"]]
     assert sorted(data) == sorted([f"m{n}" for n in range(6)] + ["retry-once", "retry-once"])
+
+
+# -- the gRPC front: PublishEvent, and the streaming subscription as the SDKs' subscribe() holds it -----------
+
+
+async def test_grpc_publish_and_streaming_subscription(broker: Broker) -> None:
+    topic = broker.topic()
+    async with running_sidecar(broker.resources, grpc=True) as sidecar, grpc_front(sidecar) as front:
+        stream = front.dapr.SubscribeTopicEventsAlpha1()
+        initial = pubsub_pb2.SubscribeTopicEventsRequestInitialAlpha1(pubsub_name="pubsub", topic=topic)
+        await stream.write(pubsub_pb2.SubscribeTopicEventsRequestAlpha1(initial_request=initial))
+        assert (await stream.read()).HasField("initial_response")  # first, before any event
+        for n in (1, 2):
+            await front.dapr.PublishEvent(
+                pubsub_pb2.PublishEventRequest(
+                    pubsub_name="pubsub", topic=topic, data=orjson.dumps({"n": n}), data_content_type="application/json"
+                )
+            )
+
+        async def answer(event_id: str, status: int) -> None:
+            processed = pubsub_pb2.SubscribeTopicEventsRequestProcessedAlpha1(
+                id=event_id,
+                status=appcallback_pb2.TopicEventResponse(status=status),  # type: ignore[arg-type]
+            )
+            await stream.write(pubsub_pb2.SubscribeTopicEventsRequestAlpha1(event_processed=processed))
+
+        seen: list[tuple[int, str]] = []
+        retried: set[str] = set()
+        async with asyncio.timeout(30):
+            while sorted({n for n, _ in seen}) != [1, 2] or len(seen) < 3:
+                event = (await stream.read()).event_message
+                assert (event.topic, event.pubsub_name, event.data_content_type) == (
+                    topic,
+                    "pubsub",
+                    "application/json",
+                )
+                seen.append((orjson.loads(event.data)["n"], event.id))
+                if orjson.loads(event.data)["n"] == 1 and event.id not in retried:
+                    retried.add(event.id)
+                    await answer(event.id, appcallback_pb2.TopicEventResponse.RETRY)  # comes back
+                else:
+                    await answer(event.id, appcallback_pb2.TopicEventResponse.SUCCESS)
+        first_ids = [event_id for n, event_id in seen if n == 1]
+        assert len(first_ids) == 2 and first_ids[0] == first_ids[1]  # RETRY: the same event once more
+        stream.cancel()

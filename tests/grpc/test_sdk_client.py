@@ -332,3 +332,23 @@ def test_a_malformed_message_on_a_stream_is_invalid_argument(sidecar: GrpcSideca
         with pytest.raises(grpc.RpcError) as caught:
             list(call(iter([b"\xff\xff\xff"]), timeout=30))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_w3c_trace_context_in_metadata_reaches_the_event(client: DaprClient) -> None:
+    from dapr.proto.runtime.v1 import pubsub_pb2
+
+    topic = fresh("traced")
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    subscription = client.subscribe("pubsub", topic)
+    try:
+        request = pubsub_pb2.PublishEventRequest(
+            pubsub_name="pubsub", topic=topic, data=b'{"n": 1}', data_content_type="application/json"
+        )
+        client._stub.PublishEvent(request, metadata=[("traceparent", traceparent), ("tracestate", "k=v")])
+        message = subscription.next_message()
+        extensions = message.extensions()
+        assert extensions["traceparent"] == traceparent and extensions["traceid"] == traceparent
+        assert extensions["tracestate"] == "k=v"
+        subscription.respond_success(message)
+    finally:
+        subscription.close()

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterable, Mapping
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import grpc
 import orjson
@@ -60,6 +60,7 @@ _HTTP_OF_GRPC = {
     grpc.StatusCode.DATA_LOSS: 500,
 }
 _JSON = [(b"content-type", b"application/json")]
+_PROXY_METHOD = b"layotto-grpc-method"  # app.grpc.proxy.METHOD_HEADER
 #: Request headers that are HTTP's own, not the caller's metadata.
 _NOT_METADATA = frozenset({"host", "content-length", "content-type", "connection", "transfer-encoding", "te"})
 
@@ -292,6 +293,9 @@ class GrpcAppChannel(AppChannel):
         self, verb: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes | AsyncIterable[bytes]
     ) -> Response:
         data = body if isinstance(body, bytes) else b"".join([chunk async for chunk in body])
+        proxied = next((value for name, value in headers if name.lower() == _PROXY_METHOD), None)
+        if proxied is not None:
+            return await self._proxied(proxied.decode("latin-1"), data, headers)
         path, _, query = target.decode("latin-1").partition("?")
         content_type = ""
         metadata: list[tuple[str, str]] = []
@@ -318,6 +322,28 @@ class GrpcAppChannel(AppChannel):
             return _answer(_HTTP_OF_GRPC.get(exc.code(), 500), json_format.MessageToJson(status).encode(), list(_JSON))
         response_headers = [(b"content-type", answer.content_type.encode("latin-1"))] if answer.content_type else []
         return _answer(200, answer.data.value, response_headers)
+
+    async def _proxied(self, method: str, data: bytes, headers: list[tuple[bytes, bytes]]) -> Response:
+        """A call proxied by ``dapr-app-id`` (``app.grpc.proxy``): the request's bytes to ``method`` as they
+        are; the app's status in ``grpc-status``/``grpc-message`` of a 200 answer."""
+        metadata = [
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in headers
+            if name.lower() not in (_PROXY_METHOD, b"content-type", b"content-length", b"host")
+        ]
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(method)
+        answer = call(data, metadata=metadata + self._metadata())
+        try:
+            content = await answer
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and not await _reached(answer):
+                raise ConnectError(exc.details() or "connection refused") from None
+            status = [
+                (b"grpc-status", str(exc.code().value[0]).encode()),
+                (b"grpc-message", quote(exc.details() or "").encode()),
+            ]
+            return _answer(200, b"", status)
+        return _answer(200, content, [(b"grpc-status", b"0"), (b"content-type", b"application/grpc")])
 
 
 async def _reached(call: Any) -> bool:

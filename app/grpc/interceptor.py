@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     Context = grpc.aio.ServicerContext[Any, Any]
 
-__all__ = ("Malformed", "guard")
+__all__ = ("Malformed", "admit", "guard")
 
 
 def _unauthorized(message: str) -> WireError:
@@ -92,7 +92,7 @@ def _as_asyncgen(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., Asy
     return responses
 
 
-async def _admit(runtime: Runtime, token: str, context: Context) -> None:
+async def admit(runtime: Runtime, token: str, context: Context) -> None:
     if token:
         given = [value for key, value in context.invocation_metadata() or () if key == "dapr-api-token"]
         if given != [token]:
@@ -108,7 +108,7 @@ def _guarded(method: Callable[..., Any], runtime: Runtime) -> Callable[..., Any]
 
         @functools.wraps(method)
         async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
-            await _admit(runtime, token, context)
+            await admit(runtime, token, context)
             if isinstance(request, Malformed):
                 await abort(context, request.error(), app_id)
             try:
@@ -123,7 +123,7 @@ def _guarded(method: Callable[..., Any], runtime: Runtime) -> Callable[..., Any]
 
     @functools.wraps(method)
     async def unary(request: Any, context: Context) -> Any:
-        await _admit(runtime, token, context)
+        await admit(runtime, token, context)
         if isinstance(request, Malformed):
             await abort(context, request.error(), app_id)
         try:

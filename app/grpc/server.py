@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from app.grpc.dapr.service import add_to_server
 from app.grpc.layotto import service as layotto
+from app.grpc.proxy import ProxyHandler
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -67,6 +68,7 @@ class GrpcFront:
         dapr = add_to_server(self._server, runtime)
         layotto.add_to_server(self._server, runtime, dapr)  # Layotto's Runtime service on the same port, as Layotto
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self._server.add_generic_rpc_handlers((ProxyHandler(runtime),))  # last: what no service claimed
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -142,3 +142,23 @@ def test_grpc_clients_invoke_both_apps(mesh: Mesh, monkeypatch: pytest.MonkeyPat
     with DaprClient() as client:
         answer = client.invoke_method("grpcapp", "echo", data=b"ping", http_verb="POST")
         assert json.loads(answer.data)["echo"] == "ping"
+
+
+def test_dapr_app_id_metadata_proxies_unary_calls_to_the_app(mesh: Mesh) -> None:
+    """A service the sidecar does not host, called with ``dapr-app-id``: through the gRPC app's own sidecar,
+    and through another app's sidecar (across the hop)."""
+    from dapr.proto.runtime.v1 import appcallback_pb2_grpc
+    from google.protobuf import empty_pb2
+
+    for sidecar in (mesh.grpc_app, mesh.http_app):
+        with grpc.insecure_channel(sidecar.grpc_address) as channel:
+            stub = appcallback_pb2_grpc.AppCallbackHealthCheckStub(channel)
+            target = (("dapr-app-id", "grpcapp"),)
+            stub.HealthCheck(empty_pb2.Empty(), metadata=target, timeout=30)
+            nothing: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/example.Nothing/Here")
+            with pytest.raises(grpc.RpcError) as unknown:  # the app has no such method: its own answer
+                nothing(b"", metadata=target, timeout=30)
+            assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            with pytest.raises(grpc.RpcError) as no_target:
+                stub.HealthCheck(empty_pb2.Empty(), timeout=30)
+            assert no_target.value.code() == grpc.StatusCode.UNIMPLEMENTED

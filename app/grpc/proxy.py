@@ -18,7 +18,7 @@ from urllib.parse import unquote
 import grpc
 
 from app.errors import ApiError, GrpcCode
-from app.grpc.interceptor import admit
+from app.grpc.guard import admit
 from app.grpc.status import abort
 from building_blocks.errors import InvalidRequest
 from building_blocks.invocation.base import Call

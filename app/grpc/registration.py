@@ -1,4 +1,4 @@
-"""Registering a servicer from its service descriptor, so that every method is guarded (``app.grpc.interceptor``)
+"""Registering a servicer from its service descriptor, so that every method is guarded (``app.grpc.guard``)
 and a request that does not decode as its message reaches it as ``Malformed`` (INVALID_ARGUMENT: the client's
 mistake), where the generated ``add_*Servicer_to_server`` would let grpcio answer INTERNAL."""
 
@@ -12,7 +12,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 
-from app.grpc.interceptor import Malformed, guard
+from app.grpc.guard import Malformed, guard
 
 if TYPE_CHECKING:
     from app.runtime import Runtime

@@ -10,7 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 
+from app.http_server import api_protocol
+from app.main import create_app
+from app.settings import Settings
 from tests.api.test_invoke_api import resources, serving
 from tests.e2e.apps.echo import PATTERN, EchoApp
 from tests.lane.wire import connect, request
@@ -91,3 +95,31 @@ async def test_a_caller_that_goes_away_mid_stream_leaves_the_sidecar_serving(lan
         connection.writer.transport.abort()
     answer = await lane_sidecar.client.get("/v1.0/invoke/myapp/method/status/200")
     assert answer.status_code == 200
+
+
+async def test_shutdown_drains_an_invocation_in_flight(tmp_path: Path) -> None:
+    async with serving(EchoApp("one")) as app_port:
+        settings = Settings(
+            app_id="myapp", resources_paths=(resources(tmp_path),), app_port=app_port, http_lane="protocol"
+        )
+        door = create_app(settings)
+        async with door.lifespan():
+            await door.runtime.wait_ready()
+            config = uvicorn.Config(
+                door, host="127.0.0.1", port=0, http=api_protocol(settings, door), lifespan="off", log_config=None
+            )
+            server = uvicorn.Server(config)
+            task = asyncio.create_task(server.serve())
+            while not server.started:
+                await asyncio.sleep(0.01)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            async with connect(port) as connection:
+                await connection.send(request("GET", "/v1.0/invoke/myapp/method/slow?ms=400"))
+                async with asyncio.timeout(30):
+                    while not server.server_state.tasks:  # the lane's task for it runs
+                        await asyncio.sleep(0.005)
+                server.should_exit = True
+                answers = await connection.until_closed()
+            await task
+    assert [(a.status, a.body) for a in answers] == [(200, b"slow")]
+    assert answers[0].header(b"connection") == b"close"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.errors import error_response, render_error
@@ -71,9 +72,14 @@ class HopApp:
         if not target:
             await _send_plain(send, 404, b"not found: the internal port serves sidecar-to-sidecar invocations only\n")
             return
+        if not self.runtime.ready:
+            await self.runtime.wait_settled()
+        response = await self.answer(scope, receive, target, method)
+        await response(scope, receive, send)
+
+    async def answer(self, scope: Scope, receive: Receive, target: str, method: str) -> Response:
+        """The answer to an admitted hop for ``target``'s ``method`` (the protocol lane calls this too)."""
         runtime = self.runtime
-        if not runtime.ready:
-            await runtime.wait_settled()
         invoker = runtime.invocation
         headers = scope["headers"]  # the caller's identity: set by its sidecar, trusted once the hop is admitted
         caller, namespace = (
@@ -90,7 +96,7 @@ class HopApp:
                 response = await invoker.serve_hop(Request(scope, receive), target, method)
             except Exception as exc:
                 response = render_error(exc, runtime.settings.app_id)
-        await response(scope, receive, send)
+        return response
 
 
 def bind_internal(settings: Settings) -> socket.socket:

@@ -3,8 +3,8 @@
 Claimed only when ``HopApp`` would go straight to the invoker: the hop's secret is right, the path's escapes
 are valid and name an invocation, the runtime is ready, and the body has a ``Content-Length`` within the
 invocation block's small-body size (larger or chunked bodies stream on the ASGI lane). Refusals (401, 400,
-404) stay ``HopApp``'s. The claimed hop runs ``Invoker.serve_hop`` as ``HopApp`` does, with the same error
-rendering, and its answer is relayed by ``app.lane.relay``.
+404) stay ``HopApp``'s. The claimed hop is answered by ``HopApp.answer`` itself (access control, the invoker,
+the error table), and its answer is relayed by ``app.lane.relay``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 from starlette.datastructures import Headers
-from starlette.requests import Request
 
-from app.errors import error_response, render_error
 from app.invocation.route import find_target
 from app.lane.cycle import LaneCycle
 from app.lane.relay import write_response
@@ -75,14 +73,7 @@ class HopLane:
         return LaneCycle(protocol, scope, params, self._serve, protocol.parser.should_keep_alive())
 
     async def _serve(self, cycle: LaneCycle) -> None:
-        runtime = self.runtime
-        invoker = runtime.invocation
-        if invoker is None:  # closed since the claim
-            response = error_response(500, "ERR_DIRECT_INVOKE", "invoke API is not ready")
-        else:
-            target, method = cycle.params["target"], cycle.params["method"]
-            try:
-                response = await invoker.serve_hop(Request(cycle.scope, cycle.receive), target, method)
-            except Exception as exc:
-                response = render_error(exc, runtime.settings.app_id)
-        await write_response(cycle, response)
+        params = cycle.params
+        await write_response(
+            cycle, await self.app.answer(cycle.scope, cycle.receive, params["target"], params["method"])
+        )

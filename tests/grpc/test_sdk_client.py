@@ -352,3 +352,20 @@ def test_w3c_trace_context_in_metadata_reaches_the_event(client: DaprClient) -> 
         subscription.respond_success(message)
     finally:
         subscription.close()
+
+
+# -- the SDK's asyncio client ---------------------------------------------------------------------------------
+
+
+async def test_the_asyncio_client(sidecar: GrpcSidecar, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dapr.aio.clients import DaprClient as AsyncDaprClient
+
+    point_sdk_at(monkeypatch, sidecar)
+    key = fresh("aio")
+    async with AsyncDaprClient() as dapr:
+        await dapr.save_state("statestore", key, '{"aio": true}')
+        got = await dapr.get_state("statestore", key)
+        assert got.data == b'{"aio": true}' and got.etag
+        await dapr.publish_event("pubsub", fresh("aio"), '{"n": 1}', data_content_type="application/json")
+        assert (await dapr.get_secret("secretstore", "api-key")).secret == {"api-key": "k3y"}
+        assert (await dapr.get_metadata()).application_id == sidecar.app_id

@@ -29,6 +29,7 @@ from app.governance.access_control import denied
 from app.http_server import hop_protocol
 from app.invocation.hop_security import HopSecurity
 from app.invocation.route import find_target
+from app.observability.hop import serve_hop
 from app.paths import MalformedPath, check_escapes, clean
 from app.settings import Settings
 from building_blocks.invocation.headers import CALLER_ID, CALLER_NAMESPACE, first
@@ -93,7 +94,7 @@ class HopApp:
             response = error_response(500, "ERR_DIRECT_INVOKE", "invoke API is not ready")
         else:
             try:
-                response = await invoker.serve_hop(Request(scope, receive), target, method)
+                response = await serve_hop(runtime, invoker.serve_hop, Request(scope, receive), target, method)
             except Exception as exc:
                 response = render_error(exc, runtime.settings.app_id)
         return response

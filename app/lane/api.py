@@ -6,9 +6,9 @@ runtime is ready, the API token (when set) is right, the body has a ``Content-Le
 ``--max-body-size`` (within the invocation block's small-body size for an invocation, whose larger bodies
 stream on the ASGI lane), the path's escapes are valid, and the table's route for it is one of the owned
 endpoints — a table narrowed by ``spec.api`` or wrapped by an HTTP pipeline has other endpoints, so with
-either the lane claims nothing of what they touch. API logging and tracing run in the observed front door
-only: while either is on, nothing is claimed. Everything the door would refuse (401, 413, 400) is left to it,
-so refusals are the door's own.
+either the lane claims nothing of what they touch. API logging, tracing and ``spec.metrics.recordErrorCodes``
+run in the observed front door only: while any is on, nothing is claimed. Everything the door would refuse
+(401, 413, 400) is left to it, so refusals are the door's own.
 
 The claimed request runs the route's endpoint on uvicorn's scope (the door's changes made: cleaned path,
 token removed, ``app``), or ``read_state`` directly for a state get (``get_state`` is that call), errors go
@@ -78,6 +78,8 @@ class ApiLane:
             if observability.api_log is not None or observability.tracing is not None:
                 return None
             metrics = observability.metrics
+            if metrics is not None and metrics.record_error_codes:
+                return None  # counted off the error bodies by the observed door only
         length = 0
         for name, value in headers:
             if name == b"content-length":

@@ -234,3 +234,35 @@ async def test_garbage_is_400(pair: Pair) -> None:
         await connection.send(b"GET /v1.0/state/statestore/k HTTP/1.1\r\nhost sidecar\r\n\r\n")
         answers = await connection.until_closed()
     assert [a.status for a in answers] == [400]
+
+
+async def test_nothing_is_claimed_while_error_codes_are_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resources = tmp_path / "resources"
+    resources.mkdir()
+    (resources / "state.yaml").write_text(component_yaml("statestore", "state.in-memory"))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: c}\nspec: {metrics: {recordErrorCodes: true}}\n"
+    )
+    settings = Settings(
+        app_id="codes", resources_paths=(resources,), config_file=config, http_lane="protocol", metrics_port=0
+    )
+    claimed: list[LaneCycle | None] = []
+    claim = ApiLane.claim
+
+    def spying(self: ApiLane, *args: object) -> LaneCycle | None:
+        claimed.append(claim(self, *args))  # type: ignore[arg-type]
+        return claimed[-1]
+
+    monkeypatch.setattr(ApiLane, "claim", spying)
+    app = create_app(settings)
+    async with app.lifespan():
+        await app.runtime.wait_ready()
+        async with served(app, settings) as port:
+            (answer,) = await exchange(port, request("GET", "/v1.0/state/nostore/k"))
+    assert answer.status == 400 and claimed == [None]
+    observability = app.runtime.observability
+    assert observability is not None and observability.metrics is not None
+    assert "ERR_STATE_STORE_NOT_FOUND" in observability.metrics.exposition()

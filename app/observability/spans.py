@@ -91,9 +91,12 @@ class Sink(Protocol):
 
 
 class Exporting:
-    """Ended spans, queued and exported by one background thread in batches (at most every ``delay`` s)."""
+    """Ended spans, queued and exported by one background thread in batches (at most every ``delay`` s).
 
-    def __init__(self, sinks: Sequence[Sink], delay: float = 1.0, batch: int = 512, limit: int = 4096) -> None:
+    Batches are small (``batch`` spans): encoding one holds the GIL, and a short hold delays the event loop
+    less than a long one."""
+
+    def __init__(self, sinks: Sequence[Sink], delay: float = 1.0, batch: int = 128, limit: int = 4096) -> None:
         self.sinks = list(sinks)
         self.delay, self.batch, self.limit = delay, batch, limit
         self._queue: deque[Span] = deque()

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 __all__ = ("ApiLane",)
 
 _TOKEN = b"dapr-api-token"
-_INVOCATION = frozenset({invoke.invoke, invoke.fallback})
 #: Verbs an invocation is claimed for (``HEAD`` answers and ``CONNECT`` stay with the ASGI lane).
 _INVOKED_VERBS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 

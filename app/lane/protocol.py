@@ -9,6 +9,12 @@ writes the answer to the transport (``app.lane.cycle``). Everything else — and
 the lane does not implement is on — is uvicorn's as before, on the same connection: keep-alive, pipelining
 (a request waits for the answers before it, whichever lane serves them), ``Expect: 100-continue``,
 chunked and large bodies, HTTP/1.0, upgrades, disconnects and graceful shutdown keep uvicorn's code.
+
+Measured on a 2-core machine with 35-43 % of it taken by other work, ``perf/run`` back to back per lane
+(ASGI -> protocol, CPU seconds per 1000 requests): state get on Redis at 1000 rps 0.345 -> 0.264 and
+0.385 -> 0.332; closed-loop state get 0.191 -> 0.170 and 0.196 -> 0.176 (4,468 -> 4,527 and 4,538 -> 4,822
+req/s); invocation per sidecar 0.42 -> 0.38 and 0.41 -> 0.39, where the floor (``perf.floor``) is 0.10-0.11.
+What a claimed request still costs is mostly the socket writes, the event loop and the blocks, not this.
 """
 
 from __future__ import annotations

@@ -90,6 +90,15 @@ CASES = [
     request("GET", "/v1.0/state/statestore/k", headers=[*AUTH, ("connection", "close")]),
     request("HEAD", "/v1.0/state/statestore/k", headers=AUTH),
     request("GET", "/v1.0/metadata", headers=AUTH),
+    # smuggling attempts: the parser's 400 on both lanes, never a claim
+    request(
+        "POST",
+        "/v1.0/state/statestore",
+        b"0\r\n\r\n",
+        [*AUTH, ("content-length", "5"), ("transfer-encoding", "chunked")],
+    ),
+    request("POST", "/v1.0/state/statestore", b"[]", [*AUTH, ("content-length", "2"), ("content-length", "3")]),
+    request("GET", "/v1.0/state/statestore/k", headers=[*AUTH, ("content-length", "-1")]),
 ]
 
 
@@ -113,7 +122,7 @@ async def test_hot_routes_are_claimed_and_the_rest_is_not(pair: Pair) -> None:
         "/v1.0/invoke/nobody/method/m",
     ]
     pair.claimed.clear()
-    for data in CASES[-6:]:  # refusals and metadata are the ASGI app's
+    for data in CASES[-9:-3]:  # refusals and metadata are the ASGI app's
         await exchange(pair.lane_port, data)
     assert pair.claimed == ["/v1.0/state/statestore/k"] * 2  # connection: close, and HEAD (a GET route)
 
@@ -266,3 +275,12 @@ async def test_nothing_is_claimed_while_error_codes_are_recorded(
     observability = app.runtime.observability
     assert observability is not None and observability.metrics is not None
     assert "ERR_STATE_STORE_NOT_FOUND" in observability.metrics.exposition()
+
+
+@pytest.mark.parametrize("data", CASES[-3:], ids=["cl-and-te", "two-lengths", "negative-length"])
+async def test_smuggling_attempts_are_400_and_closed(pair: Pair, data: bytes) -> None:
+    async with connect(pair.lane_port) as connection:
+        await connection.send(data)
+        answers = await connection.until_closed()
+    assert [a.status for a in answers] == [400]
+    assert pair.claimed == []

@@ -122,7 +122,8 @@ class ApiLane:
         )
         if metrics is not None:
             serve = self._measured.get(serve) or self._measured.setdefault(serve, _measured(serve, metrics))
-        return LaneCycle(protocol, scope, params, serve, protocol.parser.should_keep_alive())
+        eager = route.endpoint is state.get_state  # reads no body
+        return LaneCycle(protocol, scope, params, serve, protocol.parser.should_keep_alive(), eager)
 
     async def _read_state(self, cycle: LaneCycle) -> None:
         params = cycle.params

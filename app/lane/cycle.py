@@ -42,6 +42,7 @@ class LaneCycle:
         "_protocol",
         "body",
         "disconnected",
+        "eager",
         "keep_alive",
         "message_event",
         "method",
@@ -58,9 +59,18 @@ class LaneCycle:
     )
 
     def __init__(
-        self, protocol: LaneProtocol, scope: dict[str, Any], params: dict[str, str], serve: Serve, keep_alive: bool
+        self,
+        protocol: LaneProtocol,
+        scope: dict[str, Any],
+        params: dict[str, str],
+        serve: Serve,
+        keep_alive: bool,
+        eager: bool = False,
     ) -> None:
         self._protocol = protocol
+        #: The route reads no body: it runs once its turn comes, whether or not a body follows (as over ASGI,
+        #: where a route that never reads the body answers at once).
+        self.eager = eager
         self.scope = scope
         self.method: str = scope["method"]
         self.params = params

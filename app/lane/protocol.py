@@ -58,6 +58,8 @@ class LaneProtocol(BoundedHeadProtocol):
         uvicorn.cycle = cycle
         if previous is None or previous.response_complete:
             cycle.turn = True
+            if cycle.eager:
+                self._run(cycle)
         else:
             self.flow.pause_reading()
             uvicorn.pipeline.appendleft((cycle, None))
@@ -65,7 +67,7 @@ class LaneProtocol(BoundedHeadProtocol):
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         if type(cycle) is LaneCycle:  # a pipelined request of the lane: its turn has come
             cycle.turn = True
-            if not cycle.more_body:
+            if cycle.eager or not cycle.more_body:
                 self._run(cycle)
             return
         super()._start_asgi_task(cycle, app)
@@ -73,7 +75,8 @@ class LaneProtocol(BoundedHeadProtocol):
     def on_body(self, body: bytes) -> None:
         cycle: Any = self.cycle
         if type(cycle) is LaneCycle:
-            cycle.body += body  # bounded: the lane claims only bodies of a Content-Length it accepts
+            if not cycle.eager:  # bounded: the lane claims only bodies of a Content-Length it accepts
+                cycle.body += body
             return
         super().on_body(body)
 

@@ -284,3 +284,16 @@ async def test_smuggling_attempts_are_400_and_closed(pair: Pair, data: bytes) ->
         answers = await connection.until_closed()
     assert [a.status for a in answers] == [400]
     assert pair.claimed == []
+
+
+async def test_a_state_get_whose_body_never_comes_is_answered(pair: Pair) -> None:
+    # Over ASGI the route never reads a body, so it answers at once; the lane must not wait for one either.
+    await exchange(pair.lane_port, SAVE)
+    data = request("GET", "/v1.0/state/statestore/k", headers=[*AUTH, ("content-length", "100")])
+    async with connect(pair.lane_port) as connection:
+        await connection.send(data)
+        (answer,) = await connection.answers(1)
+        assert answer.status == 200 and answer.body == b'{"n":1}'
+        await connection.send(b"z" * 100 + request("GET", "/v1.0/state/statestore/k", headers=AUTH))
+        (_, again) = await connection.answers(2)
+    assert again.status == 200 and again.body == b'{"n":1}'

@@ -131,7 +131,7 @@ class Observability:
         if self.metrics_server is not None and await self.metrics_server.start():
             stack.push_async_callback(self.metrics_server.close)
         if self.tracing is not None:
-            stack.push_async_callback(asyncio.to_thread, self.tracing.shutdown)  # flushes the last spans
+            stack.push_async_callback(self.tracing.shutdown)  # flushes the last spans
         if self.metrics is not None:
             task = asyncio.create_task(self._count_components(core))
             stack.push_async_callback(_cancel, task)

@@ -208,9 +208,9 @@ class Tracing:
         headers.update((name.decode(), value.decode("latin-1")) for name, value in started.headers)
         return started
 
-    def shutdown(self) -> None:
-        """Export what is queued, then stop the exporters (blocking: run it off the event loop)."""
-        self.exporting.shutdown()
+    async def shutdown(self) -> None:
+        """Export what is queued, then stop the exporters."""
+        await self.exporting.shutdown()
 
 
 class TracingLayer:

@@ -194,7 +194,7 @@ def test_traceparent_is_read_by_daprs_rules(header: str, parsed: tuple[int, int,
         assert parse_traceparent(long_state)[3] == ""  # type: ignore[index]  # over daprd's 512: not passed on
 
 
-def test_zipkin_json_is_zipkins_v2_format() -> None:
+async def test_zipkin_json_is_zipkins_v2_format() -> None:
     from app.observability.spans import Exporting, SpanRecorder
     from app.observability.zipkin import zipkin_json
 
@@ -204,7 +204,7 @@ def test_zipkin_json_is_zipkins_v2_format() -> None:
     child = recorder.start("state.get s", "CLIENT", {"db.system": "state"}, (root.trace_id, root.span_id, 1, ""))
     child.end()
     root.end("Code(500): Internal Server Error")
-    exporting.shutdown()
+    await exporting.shutdown()
     parent_json, child_json = orjson.loads(zipkin_json([root, child], "myapp"))
     assert parent_json["traceId"] == f"{root.trace_id:032x}" and len(parent_json["id"]) == 16
     assert "parentId" not in parent_json and child_json["parentId"] == parent_json["id"]
@@ -218,7 +218,7 @@ def test_zipkin_json_is_zipkins_v2_format() -> None:
     assert parent_json["duration"] >= 1 and parent_json["timestamp"] > 1_600_000_000_000_000
 
 
-def test_unsampled_spans_propagate_but_record_nothing() -> None:
+async def test_unsampled_spans_propagate_but_record_nothing() -> None:
     from app.observability.spans import Exporting, SpanRecorder
 
     exporting = Exporting([], delay=60)
@@ -228,7 +228,7 @@ def test_unsampled_spans_propagate_but_record_nothing() -> None:
     assert not span.sampled and span.traceparent().endswith(b"-00") and not exporting._queue
     never = SpanRecorder(1e-30, exporting).start("root", "SERVER", {})
     assert not never.sampled
-    exporting.shutdown()
+    await exporting.shutdown()
 
 
 async def test_stdout_exporter_logs_daprs_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

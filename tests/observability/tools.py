@@ -1,5 +1,5 @@
-"""What the observability tests need beyond Python: free ports, Prometheus and Chromium (``.ci/observability-tools``
-puts them in place; missing, a test skips with the reason, and fails in CI)."""
+"""What the observability tests need beyond Python: free ports, Prometheus and Chromium (``install-tools.sh``, which
+``make test`` runs, puts them in place; missing, a test skips with the reason, and fails in CI)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def free_port() -> int:
 def require_tool(name: str, path: str | Path | None) -> str:
     if path is not None and Path(path).is_file():
         return str(path)
-    message = f"{name} is missing: run .ci/observability-tools"
+    message = f"{name} is missing: run tests/observability/install-tools.sh"
     if os.environ.get("LAYOTTO_REQUIRE_SERVICES"):
         pytest.fail(f"{message} (required in CI)")
     pytest.skip(message)

@@ -31,6 +31,7 @@ from google.rpc import status_pb2
 
 from app.app_channel import DEFAULT_TIMEOUT, AppChannel
 from app.grpc.events import topic_event
+from app.grpc.hop_tickets import ADDRESS_HEADER, STREAM_HEADER, TICKET_HEADER, TicketDesk
 from app.http_client import ConnectError, ReadTimeout, Response
 
 __all__ = ("GrpcAppChannel",)
@@ -61,6 +62,9 @@ _HTTP_OF_GRPC = {
 }
 _JSON = [(b"content-type", b"application/json")]
 _PROXY_METHOD = b"layotto-grpc-method"  # app.grpc.proxy.METHOD_HEADER
+_STREAM = STREAM_HEADER.encode()
+#: What a ticket keeps of a hop: the identity its sidecar set, and the trace.
+_KEPT = frozenset({b"dapr-caller-app-id", b"dapr-caller-namespace", b"dapr-callee-app-id", b"traceparent"})
 #: Request headers that are HTTP's own, not the caller's metadata.
 _NOT_METADATA = frozenset({"host", "content-length", "content-type", "connection", "transfer-encoding", "te"})
 
@@ -103,6 +107,8 @@ class GrpcAppChannel(AppChannel):
             ("grpc.max_receive_message_length", max_message_size),
         ]
         self._channel: grpc.aio.Channel | None = None
+        #: Tickets for streams proxied here from other sidecars (set by ``app.grpc.proxy`` when gRPC is served).
+        self.tickets: TicketDesk | None = None
         #: The paths the app gave its routes, by (pubsub, topic, path as routed): the SDKs look callbacks
         #: up by the path exactly as registered ("" for a subscription without routes).
         self._paths: dict[tuple[str, str, str], str] = {}
@@ -112,6 +118,10 @@ class GrpcAppChannel(AppChannel):
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(self._target, options=self._options)
         return self._channel
+
+    def token_metadata(self) -> list[tuple[str, str]]:
+        """What every call into the app carries: the app's API token, when set."""
+        return self._metadata()
 
     def _metadata(self, extra: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
         metadata = [(key, value) for key, value in (extra or {}).items()]
@@ -295,22 +305,28 @@ class GrpcAppChannel(AppChannel):
         data = body if isinstance(body, bytes) else b"".join([chunk async for chunk in body])
         proxied = next((value for name, value in headers if name.lower() == _PROXY_METHOD), None)
         if proxied is not None:
+            if any(name.lower() == _STREAM for name, _ in headers):
+                return self._ticket(proxied.decode("latin-1"), headers)
             return await self._proxied(proxied.decode("latin-1"), data, headers)
         path, _, query = target.decode("latin-1").partition("?")
         content_type = ""
+        extension: common_pb2.HTTPExtension | None = common_pb2.HTTPExtension(
+            verb=_VERBS.get(verb.upper(), _VERBS["POST"]), querystring=query
+        )
         metadata: list[tuple[str, str]] = []
         for name, value in headers:
             key = name.decode("latin-1").lower()
             if key == "content-type":
                 content_type = value.decode("latin-1")
+            elif key == "layotto-http-extension":  # the caller sent no verb: the request as it came
+                extension = common_pb2.HTTPExtension(querystring=query) if value == b"none" else None
             elif key not in _NOT_METADATA and not key.startswith(("grpc-", ":")):
                 metadata.append((key, value.decode("latin-1")))
         request = common_pb2.InvokeRequest(
-            method=unquote(path.lstrip("/")),
-            data=any_pb2.Any(value=data),
-            content_type=content_type,
-            http_extension=common_pb2.HTTPExtension(verb=_VERBS.get(verb.upper(), _VERBS["POST"]), querystring=query),
+            method=unquote(path.lstrip("/")), data=any_pb2.Any(value=data), content_type=content_type
         )
+        if extension is not None:
+            request.http_extension.CopyFrom(extension)
         stub = appcallback_pb2_grpc.AppCallbackStub(self.channel)  # type: ignore[no-untyped-call]
         call = stub.OnInvoke(request, metadata=metadata)
         try:
@@ -322,6 +338,18 @@ class GrpcAppChannel(AppChannel):
             return _answer(_HTTP_OF_GRPC.get(exc.code(), 500), json_format.MessageToJson(status).encode(), list(_JSON))
         response_headers = [(b"content-type", answer.content_type.encode("latin-1"))] if answer.content_type else []
         return _answer(200, answer.data.value, response_headers)
+
+    def _ticket(self, method: str, headers: list[tuple[bytes, bytes]]) -> Response:
+        """A hop asking to open a proxied stream to ``method`` (``app.grpc.hop_tickets``): a ticket bound to
+        the identity the hop brought, and where to present it."""
+        desk = self.tickets
+        if desk is None or not desk.address:
+            status = status_pb2.Status(code=grpc.StatusCode.UNAVAILABLE.value[0], message="no gRPC port to stream to")
+            return _answer(503, json_format.MessageToJson(status).encode(), list(_JSON))
+        kept = [(name.lower(), value) for name, value in headers if name.lower() in _KEPT]
+        ticket = desk.issue(method, kept)
+        answer = [(TICKET_HEADER.encode(), ticket.encode()), (ADDRESS_HEADER.encode(), desk.address.encode())]
+        return _answer(200, b"", answer)
 
     async def _proxied(self, method: str, data: bytes, headers: list[tuple[bytes, bytes]]) -> Response:
         """A call proxied by ``dapr-app-id`` (``app.grpc.proxy``): the request's bytes to ``method`` as they

@@ -1,28 +1,40 @@
 """gRPC proxying by ``dapr-app-id`` metadata: a call to a service this sidecar does not host goes to the app
-named in the metadata, as daprd's ``UnknownServiceHandler`` does.
+named in the metadata, as daprd's ``UnknownServiceHandler`` does, whatever its kind (unary, server-, client-
+or bidirectional streaming: every call is relayed as a stream, message by message).
 
-Unary calls only (a streamed call answers UNIMPLEMENTED): the request's bytes go on untouched, with the
-call's metadata (``dapr-app-id`` and ``dapr-api-token`` removed). To this sidecar's own gRPC app the call goes
-straight over its channel; to another app it crosses the sidecar-to-sidecar hop as an invocation carrying
-the method in ``layotto-grpc-method``, and the callee's sidecar makes the same raw call to its app
-(``app.grpc.app_channel``); the app's status comes back in ``grpc-status``/``grpc-message``.
+* To this sidecar's own gRPC app: straight over its channel (``app.grpc.app_channel``).
+* To another app: the invocation block first crosses the hop to that app's sidecar (name resolution,
+  resiliency, the hop's credentials, the caller's identity, access control) asking for a ticket
+  (``app.grpc.hop_tickets``); the stream then goes to that sidecar's gRPC port with the ticket, and that
+  sidecar relays it to its app. When the hop uses mutual TLS, the stream would leave it for a plaintext port:
+  then a call crosses the hop whole, as an invocation carrying the method in ``layotto-grpc-method``, and only
+  unary calls can be proxied.
+
+Relayed both ways with backpressure (one message in flight each way), cancelled both ways, with the
+deadline, metadata, the target's headers, status, message and trailers (details included) passed through;
+``dapr-app-id`` and ``dapr-api-token`` are stripped, and the identity the app sees is set by a sidecar.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import grpc
 
 from app.errors import ApiError, GrpcCode
+from app.grpc.app_channel import GrpcAppChannel
 from app.grpc.guard import admit
+from app.grpc.hop_tickets import ADDRESS_HEADER, STREAM_HEADER, TICKET_HEADER, TicketDesk
 from app.grpc.status import abort
-from building_blocks.errors import InvalidRequest
+from building_blocks.errors import InvalidRequest, InvocationFailed
 from building_blocks.invocation.base import Call
 from building_blocks.invocation.body import RequestBody
+from building_blocks.invocation.headers import identity
+from building_blocks.invocation.targets import TargetKind, parse_target
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -34,11 +46,35 @@ __all__ = ("METHOD_HEADER", "ProxyHandler")
 log = logging.getLogger("layotto.grpc")
 #: The header carrying a proxied call's method across the hop.
 METHOD_HEADER = "layotto-grpc-method"
-_DROPPED = frozenset({"dapr-app-id", "dapr-api-token", "content-type", "user-agent", "te"})
+Pairs = list[tuple[str, str | bytes]]
+#: Never passed on: the target, this sidecar's token, HTTP/2's own, the identity (set by a sidecar), tickets.
+_DROPPED = frozenset(
+    {
+        "dapr-app-id",
+        "dapr-api-token",
+        "content-type",
+        "user-agent",
+        "te",
+        "dapr-caller-app-id",
+        "dapr-caller-namespace",
+        "dapr-callee-app-id",
+        TICKET_HEADER,
+        "layotto-internal-token",
+    }
+)
+
+
+def _forwarded(metadata: Iterable[tuple[str, str | bytes]]) -> Pairs:
+    return [(k, v) for k, v in metadata if k not in _DROPPED and not k.startswith(("grpc-", ":"))]
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield  # pragma: no cover
 
 
 class ProxyHandler(grpc.GenericRpcHandler):
@@ -46,44 +82,115 @@ class ProxyHandler(grpc.GenericRpcHandler):
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        settings = runtime.settings
+        tcp = settings.grpc_port and settings.unix_socket("grpc") is None
+        host = settings.advertised_host
+        #: Tickets for streams other sidecars proxy to this sidecar's app (issued over the hop).
+        self.tickets = TicketDesk(f"[{host}]:{settings.grpc_port}" if ":" in host else f"{host}:{settings.grpc_port}")
+        if not tcp:
+            self.tickets.address = ""  # no TCP port other sidecars could open a stream to
+        if isinstance(runtime.app_channel, GrpcAppChannel):
+            runtime.app_channel.tickets = self.tickets
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
 
-        async def proxy(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[bytes]:
-            yield await self._proxy(method, requests, context)
+        async def proxy(requests: AsyncIterator[bytes], context: Context) -> None:
+            await self._proxy(method, requests, context)
 
         return grpc.stream_stream_rpc_method_handler(proxy)
 
-    async def _proxy(self, method: str, requests: AsyncIterator[bytes], context: Context) -> bytes:
+    async def _proxy(self, method: str, requests: AsyncIterator[bytes], context: Context) -> None:
         runtime = self.runtime
-        metadata = [(k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str)]
-        target = next((v for k, v in metadata if k == "dapr-app-id"), "")
-        if not target:
+        metadata = list(context.invocation_metadata() or ())
+        ticket = next((v for k, v in metadata if k == TICKET_HEADER and isinstance(v, str)), "")
+        target = next((v for k, v in metadata if k == "dapr-app-id" and isinstance(v, str)), "")
+        if not ticket and not target:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"unknown service {method.split('/')[1]}")
-        await admit(runtime, runtime.settings.api_token, context)
-        messages = [message async for message in requests]
-        if len(messages) != 1:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "only unary calls are proxied by this sidecar")
-        forwarded = [(k, v) for k, v in metadata if k not in _DROPPED and not k.startswith(("grpc-", ":"))]
         try:
-            return await self._call(target, method, messages[0], forwarded, context)
-        except (grpc.aio.AbortError, grpc.aio.AioRpcError):
+            if ticket:  # a stream another sidecar proxies to this sidecar's app
+                hop = self.tickets.redeem(ticket, method)
+                if hop is None:
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid or expired proxy ticket")
+                caller = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in hop]
+                await self._to_app(method, requests, context, [*_forwarded(metadata), *caller])
+                return
+            await admit(runtime, runtime.settings.api_token, context)
+            await self._route(target, method, requests, context, _forwarded(metadata))
+        except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
         except Exception as exc:
             await abort(context, exc, runtime.settings.app_id)
-            raise AssertionError("abort returned") from None  # pragma: no cover
 
-    async def _call(
-        self, target: str, method: str, request: bytes, metadata: list[tuple[str, str]], context: Context
-    ) -> bytes:
+    async def _route(
+        self, target: str, method: str, requests: AsyncIterator[bytes], context: Context, metadata: Pairs
+    ) -> None:
         invoker = self.runtime.invocation
         if invoker is None:
             raise ApiError(500, "ERR_DIRECT_INVOKE", "invoke API is not ready", GrpcCode.INTERNAL)
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in metadata]
-        headers += [(METHOD_HEADER.encode(), method.encode("latin-1")), (b"content-type", b"application/grpc")]
-        call = Call("POST", "", b"", headers, RequestBody(_once(request), len(request), False))
-        reply = await invoker.block.invoke(target, _method_path(method), call)
+        block = invoker.block
+        instance = block.instance
+        try:
+            where = parse_target(target, instance.app_id, instance.namespace, {})
+        except InvocationFailed as exc:  # daprd's proxy answers its director's failures as they come: UNKNOWN
+            raise ApiError(500, "ERR_DIRECT_INVOKE", str(exc), GrpcCode.UNKNOWN) from None
+        if where.kind is TargetKind.EXTERNAL:
+            raise InvalidRequest(f"gRPC calls are proxied to apps, not to {target}")
+        if where.kind is TargetKind.LOCAL:
+            me = instance.app_id.encode()
+            own = [(k.decode(), v.decode("latin-1")) for k, v in identity(instance.namespace.encode(), me, me)]
+            await self._to_app(method, requests, context, [*metadata, *own])
+        elif invoker.security.client_tls is not None:
+            await self._whole(target, method, requests, context, metadata)
+        else:
+            await self._to_sidecar(target, method, requests, context, metadata)
+
+    async def _to_app(self, method: str, requests: AsyncIterator[bytes], context: Context, metadata: Pairs) -> None:
+        channel = self.runtime.app_channel
+        if not isinstance(channel, GrpcAppChannel):
+            raise InvalidRequest(f"gRPC proxying to app {self.runtime.settings.app_id} needs --app-protocol grpc")
+        relayed: Pairs = [*metadata, *channel.token_metadata()]
+        await _relay(channel.channel, method, requests, context, relayed)
+
+    async def _to_sidecar(
+        self, target: str, method: str, requests: AsyncIterator[bytes], context: Context, metadata: Pairs
+    ) -> None:
+        """Ask the target's sidecar for a ticket over the hop, then relay the stream to its gRPC port."""
+        try:
+            reply = await self._hop(target, method, [(STREAM_HEADER, "1")])
+        except InvocationFailed as exc:  # daprd's proxy answers its director's failures as they come: UNKNOWN
+            raise ApiError(500, "ERR_DIRECT_INVOKE", str(exc), GrpcCode.UNKNOWN) from None
+        try:
+            await reply.aread()
+        finally:
+            await reply.aclose()
+        ticket, address = reply.header(TICKET_HEADER), reply.header(ADDRESS_HEADER)
+        if not ticket or not address:
+            raise InvalidRequest(f"gRPC proxying to {target} failed: HTTP {reply.status_code}")
+        size = self.runtime.settings.max_body_size
+        options = [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
+        async with grpc.aio.insecure_channel(address, options=options) as channel:
+            await _relay(channel, method, requests, context, [*metadata, (TICKET_HEADER, ticket)])
+
+    async def _hop(self, target: str, method: str, headers: list[tuple[str, str]], data: bytes | None = None) -> Any:
+        invoker = self.runtime.invocation
+        assert invoker is not None, "checked by _route"
+        sent = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        sent += [(METHOD_HEADER.encode(), method.encode("latin-1")), (b"content-type", b"application/grpc")]
+        body = RequestBody(_once(data), len(data), False) if data is not None else RequestBody(_nothing(), 0, False)
+        return await invoker.block.invoke(target, method.lstrip("/"), Call("POST", "", b"", sent, body))
+
+    async def _whole(
+        self, target: str, method: str, requests: AsyncIterator[bytes], context: Context, metadata: Pairs
+    ) -> None:
+        """A unary call across a hop with mutual TLS: the request whole over the hop, the answer back whole."""
+        messages = [message async for message in requests]
+        if len(messages) != 1:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, "only unary calls are proxied to other apps over a mutual-TLS hop"
+            )
+        text = [(k, v) for k, v in metadata if isinstance(v, str)]
+        reply = await self._hop(target, method, text, messages[0])
         try:
             content = await reply.aread()
         finally:
@@ -94,9 +201,55 @@ class ProxyHandler(grpc.GenericRpcHandler):
         if code != "0":
             status = next((s for s in grpc.StatusCode if str(s.value[0]) == code), grpc.StatusCode.UNKNOWN)
             await context.abort(status, unquote(reply.header("grpc-message") or ""))
-        return content
+        await context.write(content)
 
 
-def _method_path(method: str) -> str:
-    """The invocation method for a gRPC method path: its name without the leading slash."""
-    return method.lstrip("/")
+#: HTTP/2's own headers, which a trailers-only answer shows among its trailers.
+_TRANSPORT = frozenset({"content-type", "te", "user-agent", "date"})
+
+
+def _shown(metadata: Iterable[tuple[str, str | bytes]] | None) -> tuple[tuple[str, str | bytes], ...]:
+    """The target's headers or trailers that go back to the caller (gRPC's own are the server's to set)."""
+    return tuple(
+        (k, v)
+        for k, v in metadata or ()
+        if k not in _TRANSPORT and (not k.startswith(("grpc-", ":")) or k == "grpc-status-details-bin")
+    )
+
+
+async def _relay(
+    channel: grpc.aio.Channel, method: str, requests: AsyncIterator[bytes], context: Context, metadata: Pairs
+) -> None:
+    """The call relayed to ``method`` on ``channel`` until the target ends it; its end becomes the call's."""
+    remaining = context.time_remaining()
+    stream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(method)
+    call = stream(metadata=metadata, timeout=remaining)
+
+    async def upstream() -> None:
+        try:
+            async for message in requests:
+                await call.write(message)
+            await call.done_writing()
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            pass  # the target ended the call: its status is what the caller gets
+
+    writer = asyncio.get_running_loop().create_task(upstream(), name="grpc-proxy-upstream")
+    try:
+        headers = _shown(await call.initial_metadata())
+        if headers:
+            await context.send_initial_metadata(headers)
+        while (message := await call.read()) is not grpc.aio.EOF:
+            await context.write(message)
+        code = await call.code()
+    except grpc.aio.AioRpcError as exc:
+        code = exc.code()
+    except asyncio.CancelledError:  # the caller went away (or the sidecar stops): so does the target's call
+        call.cancel()
+        raise
+    finally:
+        writer.cancel()
+    trailers = _shown(await call.trailing_metadata())
+    if code is grpc.StatusCode.OK:
+        context.set_trailing_metadata(trailers)
+        return
+    await context.abort(code, await call.details() or "", trailers)

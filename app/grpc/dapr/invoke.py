@@ -1,10 +1,13 @@
 """Service invocation: ``InvokeService``, through the same invocation block as ``/v1.0/invoke``.
 
-The request's ``http_extension`` gives the verb and the raw query string (an absent one or verb NONE is
-POST: the hop to the callee's sidecar is HTTP, and a gRPC callee ignores the verb); the call's metadata
-travels as headers, as daprd passes it. The callee's non-2xx answer becomes daprd's error: the gRPC code of
-its HTTP status (``CodeFromHTTPStatus``), the status text as message, and ErrorInfo with ``http.code`` and
-the start of the body.
+The request's ``http_extension`` gives the verb and the raw query string; the call's metadata travels as
+headers, as daprd passes it. Without an extension, or with verb NONE, daprd hands the request to a gRPC app
+as it came and its HTTP channel refuses it (InvalidArgument, wrapped in ERR_DIRECT_INVOKE): so an HTTP app
+of this sidecar refuses it here, and the call crosses the hop as a POST marked ``layotto-http-extension``
+(``absent``/``none``), which the callee's gRPC channel turns back into the request as it was sent.
+
+The callee's non-2xx answer becomes daprd's error: the gRPC code of its HTTP status (``CodeFromHTTPStatus``),
+the status text as message, and ErrorInfo with ``http.code`` and the start of the body.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from google.protobuf import any_pb2
 from app.errors import ApiError, GrpcCode, WireError
 from app.grpc.dapr.base import Context, Part
 from app.grpc.status import abort_with
-from building_blocks.errors import InvalidRequest
+from building_blocks.errors import InvalidRequest, InvocationFailed
 from building_blocks.invocation.base import Call
 from building_blocks.invocation.body import RequestBody
 from building_blocks.invocation.headers import Headers
+from building_blocks.invocation.targets import TargetKind, parse_target
 
-__all__ = ("InvokeMethods",)
+__all__ = ("EXTENSION_HEADER", "InvokeMethods")
 
 _VERB = common_pb2.HTTPExtension.Verb
 #: daprd's gRPC code for a callee's HTTP status (pkg/messaging/v1/util.go CodeFromHTTPStatus).
@@ -42,7 +46,9 @@ _CODE_OF_HTTP = {
     503: GrpcCode.UNAVAILABLE,
     504: GrpcCode.DEADLINE_EXCEEDED,
 }
-_SKIPPED = frozenset({"dapr-api-token", "content-type", "content-length", "user-agent", "te", "host"})
+#: Marks a request without ``http_extension`` (``absent``) or with verb NONE (``none``) for the callee's channel.
+EXTENSION_HEADER = "layotto-http-extension"
+_SKIPPED = frozenset({"dapr-api-token", "content-type", "content-length", "user-agent", "te", "host", EXTENSION_HEADER})
 
 
 def headers_of(metadata: Iterable[tuple[str, Any]], content_type: str) -> Headers:
@@ -76,6 +82,20 @@ def _failure(status: int, body: bytes) -> WireError:
 
 
 class InvokeMethods(Part):
+    def _without_verb(self, target: str, present: bool) -> tuple[bytes, bytes]:
+        """The marker of a request without a verb; refused when this sidecar's own HTTP app is the target."""
+        runtime = self.runtime
+        settings = runtime.settings
+        if runtime.app_channel is not None and settings.app_protocol != "grpc":
+            try:
+                local = parse_target(target, settings.app_id, settings.namespace, {}).kind is TargetKind.LOCAL
+            except InvocationFailed:
+                local = False  # the block words the error
+            if local:
+                refusal = "invalid HTTP verb" if present else "missing HTTP extension field"
+                raise InvocationFailed(target, f"rpc error: code = InvalidArgument desc = {refusal}")
+        return EXTENSION_HEADER.encode(), b"none" if present else b"absent"
+
     async def InvokeService(
         self, request: invoke_pb2.InvokeServiceRequest, context: Context
     ) -> common_pb2.InvokeResponse:
@@ -91,6 +111,8 @@ class InvokeMethods(Part):
             raise InvalidRequest("failed getting app id from the request")
         data = message.data.value
         headers = headers_of(context.invocation_metadata() or (), message.content_type)
+        if not message.HasField("http_extension") or extension.verb == _VERB.NONE:
+            headers.append(self._without_verb(request.id, message.HasField("http_extension")))
         body = RequestBody(_once(data), len(data), False)
         call = Call(verb, "", extension.querystring.encode("latin-1"), headers, body)
         reply = await invoker.block.invoke(request.id, message.method, call)

@@ -137,11 +137,27 @@ class AppChannel:
         """
         if self._token:
             headers = headers + self._token
-        if self.metrics is not None:
-            return await self.metrics.measured_send(self._send, method, target, headers, body, length)
-        return await self._send(method, target, headers, body, length)
+        metrics = self.metrics
+        sending = (
+            self._http.request(method, self.address, self.port, target, headers, body, length)
+            if self._slots is None
+            else self._in_turn(method, target, headers, body, length)
+        )
+        if metrics is None:
+            return await sending
+        # Measured here, not in a wrapping coroutine: one frame less on every invocation's way in and out.
+        started, status, received = perf_counter(), 500, 0
+        try:
+            answer = await sending
+            status = answer.status_code
+            size = answer.header("content-length")
+            received = int(size) if size is not None and size.isdigit() else 0
+            return answer
+        finally:
+            sent = len(body) if isinstance(body, bytes) else (length or 0)
+            metrics.app_invocation(method, target, status, sent, received, perf_counter() - started)
 
-    async def _send(
+    async def _in_turn(
         self,
         method: str,
         target: bytes,
@@ -149,8 +165,8 @@ class AppChannel:
         body: bytes | AsyncIterable[bytes],
         length: int | None,
     ) -> Response:
-        if self._slots is None:
-            return await self._http.request(method, self.address, self.port, target, headers, body, length)
+        """``--app-max-concurrency``: the request waits for a slot, held until its answer's head arrives."""
+        assert self._slots is not None
         async with self._slots:
             return await self._http.request(method, self.address, self.port, target, headers, body, length)
 

@@ -29,10 +29,18 @@ __all__ = ("Invoker", "call_of")
 
 def call_of(request: Request) -> Call:
     """The block's view of ``request``: its body is streamed to the target as it arrives."""
-    length = request.headers.get("content-length")
-    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
-    body = RequestBody(request.stream(), int(length) if length and length.isdigit() else None, chunked)
-    return Call(request.method, "", request.scope["query_string"], request.scope["headers"], body)
+    scope = request.scope
+    headers = scope["headers"]
+    announced: bytes | None = None
+    coding: bytes | None = None
+    for name, value in headers:  # the raw list: cheaper than building ``request.headers`` for two lookups
+        if name == b"content-length" and announced is None:
+            announced = value
+        elif name == b"transfer-encoding" and coding is None:
+            coding = value
+    length = int(announced) if announced is not None and announced.isdigit() else None
+    chunked = coding is not None and b"chunked" in coding.lower()
+    return Call(scope["method"], "", scope["query_string"], headers, RequestBody(request.stream(), length, chunked))
 
 
 class Invoker:

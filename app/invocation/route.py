@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import posixpath
+from collections.abc import Iterable
 
 from starlette.datastructures import Headers
 
@@ -35,11 +36,25 @@ def _from_basic_auth(authorization: str) -> str:
     return password if sep and ":" not in password and user.lower() == "dapr-app-id" else ""
 
 
-def find_target(path: str, headers: Headers) -> tuple[str, str]:
-    """``(app id, method)`` for a cleaned, still percent-encoded request path (``app.paths``); app id ``""``
-    when none is given. The app id and the method are unescaped once, after the path was split, so an
-    encoded ``/`` can never move the split."""
-    app_id = headers.get("dapr-app-id") or _from_basic_auth(headers.get("authorization", ""))
+def _header_target(raw: Iterable[tuple[bytes, bytes]]) -> str:
+    """The app id a ``dapr-app-id`` header (first) or basic auth names, else ``""``."""
+    app_id: bytes | None = None
+    authorization: bytes | None = None
+    for name, value in raw:
+        if name == b"dapr-app-id" and app_id is None:
+            app_id = value
+        elif name == b"authorization" and authorization is None:
+            authorization = value
+    if app_id:
+        return app_id.decode("latin-1")
+    return _from_basic_auth(authorization.decode("latin-1")) if authorization else ""
+
+
+def find_target(path: str, headers: Headers | Iterable[tuple[bytes, bytes]]) -> tuple[str, str]:
+    """``(app id, method)`` for a cleaned, still percent-encoded request path (``app.paths``) and the request's
+    headers (ASGI's raw list, or starlette's); app id ``""`` when none is given. The app id and the method
+    are unescaped once, after the path was split, so an encoded ``/`` can never move the split."""
+    app_id = _header_target(headers.raw if isinstance(headers, Headers) else headers)
     if app_id:
         return app_id, _clean(unescape(path))
     if not path.startswith(_PREFIX):

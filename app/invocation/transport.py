@@ -28,6 +28,8 @@ __all__ = ("HttpTransport",)
 
 #: No overall deadline (Dapr imposes none); connecting must not hang, though.
 CONNECT_TIMEOUT = 5.0
+#: How many hop paths and sidecar addresses keep their parsed form (methods come from clients: bounded).
+_TARGETS_KEPT = 1024
 
 
 def _go_op(verb: str) -> str:
@@ -57,6 +59,9 @@ class HttpTransport:
         self.security = security
         self._peers = HttpClient(connect_timeout=CONNECT_TIMEOUT, tls=security.client_tls)
         self._external: ExternalClient | None = None
+        self._addresses: dict[str, tuple[str, int]] = {}
+        self._targets: dict[str, bytes] = {}
+        self._methods: dict[str, bytes] = {}
 
     async def close(self) -> None:
         try:
@@ -71,7 +76,12 @@ class HttpTransport:
     async def app(self, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody) -> Upstream:
         channel = self.channel
         assert channel is not None, "the block checks has_app first"
-        target = channel.target(method, query)
+        encoded = self._methods.get(method)
+        if encoded is None:
+            if len(self._methods) >= _TARGETS_KEPT:
+                self._methods.clear()
+            encoded = self._methods[method] = channel.target(method)
+        target = encoded + b"?" + query if query else encoded
         content: bytes | AsyncIterable[bytes] = body.content()
         try:
             return await channel.send(verb, target, headers, content, body.length)
@@ -81,10 +91,19 @@ class HttpTransport:
     async def peer(
         self, address: str, verb: str, path: str, query: bytes, headers: Headers, body: RequestBody
     ) -> Upstream:
-        host, port = split_address(address)
+        where = self._addresses.get(address)
+        if where is None:
+            if len(self._addresses) >= _TARGETS_KEPT:
+                self._addresses.clear()
+            where = self._addresses[address] = split_address(address)
+        encoded = self._targets.get(path)
+        if encoded is None:
+            if len(self._targets) >= _TARGETS_KEPT:
+                self._targets.clear()
+            encoded = self._targets[path] = request_target(path)
         try:
             return await self._peers.request(
-                verb, host, port, request_target(path, query), headers, body.content(), body.length
+                verb, *where, encoded + b"?" + query if query else encoded, headers, body.content(), body.length
             )
         except HttpClientError as exc:
             raise TransportFailed(_reason(exc, address), isinstance(exc, ConnectError)) from None

@@ -292,21 +292,10 @@ class DaprMetrics:
         else:
             self.http_client(method, path, status, sent, received, seconds)
 
-    async def measured_send(self, send: Send, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
-                            body: bytes | AsyncIterable[bytes], length: int | None) -> Response:  # fmt: skip
-        """An invocation into the app through ``send``, measured until its answer's head (the body streams on;
-        its size is the answer's ``content-length``, when it has one)."""
-        started, status, received = perf_counter(), 500, 0
-        try:
-            answer = await send(method, target, headers, body, length)
-            status = answer.status_code
-            size = answer.header("content-length")
-            received = int(size) if size is not None and size.isdigit() else 0
-            return answer
-        finally:
-            sent = len(body) if isinstance(body, bytes) else (length or 0)
-            path = target.partition(b"?")[0].decode("latin-1")
-            self.http_client(method, path, status, sent, received, perf_counter() - started)
+    def app_invocation(self, method: str, target: bytes, status: int, sent: int, received: int, seconds: float) -> None:
+        """An invocation into the app, measured until its answer's head (the body streams on; its size is the
+        answer's ``content-length``, when it has one)."""
+        self.http_client(method, target.partition(b"?")[0].decode("latin-1"), status, sent, received, seconds)
 
     def health_probe(self, status: int, seconds: float) -> None:
         labels = (str(status),)

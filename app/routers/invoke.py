@@ -21,7 +21,7 @@ router = Router()
 
 
 async def _invoke(request: Request) -> Response:
-    app_id, method = find_target(request.scope["path"], request.headers)
+    app_id, method = find_target(request.scope["path"], request.scope["headers"])
     if not app_id:
         raise ApiError(
             404, "ERR_DIRECT_INVOKE", "failed getting app id either from the URL path or the header dapr-app-id"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Generic
 from urllib.parse import quote
 
@@ -49,6 +50,17 @@ __all__ = ("InvocationBlock", "Misrouted")
 log = logging.getLogger("layotto.invocation")
 
 
+#: How many raw targets, methods and paths are remembered before the memos start again.
+_MEMO_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    target: Target
+    policy: TargetPolicy
+    built_in: bool  # Dapr's built-in retries: a remote app without a resiliency target of its own
+
+
 class Misrouted(LayottoError):
     """A hop for an app id this sidecar does not serve (the caller's registry row is stale)."""
 
@@ -73,6 +85,12 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
         self._transport: Transport[R] | None = None
         self._healthy: Callable[[], bool] = lambda: True
         self._breakers: dict[str, CircuitBreaker] = {}
+        #: Per raw target and per method, what each call would work out again (bounded: ids come from clients).
+        self._routes: dict[str, _Route] = {}
+        self._methods: dict[str, str] = {}
+        self._paths: dict[tuple[str, str, str], str] = {}
+        self._identities: dict[str, Headers] = {}
+        self._forwarded_headers: Headers | None = None
 
     # -- set-up ---------------------------------------------------------------------------------------------
 
@@ -96,6 +114,14 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
         self.endpoints = dict(endpoints)
         self.instance = instance
         self._directory = Directory(resolver, peer_port)
+        self._forget_routes()
+
+    def _forget_routes(self) -> None:
+        self._routes.clear()
+        self._methods.clear()
+        self._paths.clear()
+        self._identities.clear()
+        self._forwarded_headers = None
 
     def bind(self, transport: Transport[R], healthy: Callable[[], bool] | None = None) -> None:
         """The front's part: what carries the calls, and whether the app is healthy (app health checks)."""
@@ -118,25 +144,51 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
 
     async def invoke(self, raw_target: str, method: str, call: Call) -> R:
         """A call from this sidecar's app (or any client of its API): the identity is set here."""
-        method = normalize_method(raw_target, method)
+        method = self._methods.get(method) or self._method(raw_target, method)
+        route = self._routes.get(raw_target) or self._route(raw_target)
+        return await self._invoke(raw_target, route.target, method, call, route.policy, None, route.built_in)
+
+    def _method(self, raw_target: str, method: str) -> str:
+        cleaned = normalize_method(raw_target, method)  # raises for a forbidden character: never remembered
+        methods = self._methods
+        if len(methods) >= _MEMO_LIMIT:
+            methods.clear()
+        methods[method] = cleaned
+        return cleaned
+
+    def _route(self, raw_target: str) -> _Route:
+        """Where ``raw_target`` goes and under which policy (the specs are fixed once ``configure`` ran)."""
         target = parse_target(raw_target, self.instance.app_id, self.instance.namespace, self.endpoints)
-        return await self._invoke(raw_target, target, method, call, self.resiliency.app(raw_target), None)
+        built_in = target.kind is TargetKind.REMOTE and not self.resiliency.defines_app(raw_target)
+        route = _Route(target, self.resiliency.app(raw_target), built_in)
+        routes = self._routes
+        if len(routes) >= _MEMO_LIMIT:
+            routes.clear()
+        routes[raw_target] = route
+        return route
 
     async def serve_hop(self, raw_target: str, method: str, call: Call) -> R:
         """A call another sidecar forwards, for this sidecar's app only; its caller is that sidecar's app.
 
         Only the authenticated internal listener calls this. Resiliency was applied by the calling sidecar.
         A hop meant for another app raises ``Misrouted``, so the caller tries the next instance."""
-        method = normalize_method(raw_target, method)
-        target = parse_target(raw_target, self.instance.app_id, self.instance.namespace, self.endpoints)
+        method = self._methods.get(method) or self._method(raw_target, method)
+        target = (self._routes.get(raw_target) or self._route(raw_target)).target
         if target.kind is not TargetKind.LOCAL:
             raise Misrouted(raw_target, self.instance.app_id)
         headers = call.headers
         caller = identity(first(headers, CALLER_NAMESPACE), first(headers, CALLER_ID), self.instance.app_id.encode())
-        return await self._invoke(raw_target, target, method, call, NO_POLICY, caller)
+        return await self._invoke(raw_target, target, method, call, NO_POLICY, caller, False)
 
     async def _invoke(
-        self, raw_target: str, target: Target, method: str, call: Call, policy: TargetPolicy, caller: Headers | None
+        self,
+        raw_target: str,
+        target: Target,
+        method: str,
+        call: Call,
+        policy: TargetPolicy,
+        caller: Headers | None,
+        built_in: bool,
     ) -> R:
         if call.verb == "CONNECT":
             raise InvocationFailed(raw_target, "rpc error: code = InvalidArgument desc = invalid HTTP verb")
@@ -151,7 +203,7 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
                 self._breaker(raw_target, policy),
                 attempt,
                 lambda: body.replayable,
-                built_in=target.kind is TargetKind.REMOTE and not self.resiliency.defines_app(raw_target),
+                built_in=built_in,
             )
         except AttemptFailed as failure:
             raise InvocationFailed(raw_target, failure.reason) from None
@@ -176,16 +228,37 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
         return lambda: self._external(transport, target, method, call, out)
 
     def _identity(self, callee: str) -> Headers:
-        return identity(self.instance.namespace.encode(), self.instance.app_id.encode(), callee.encode())
+        found = self._identities.get(callee)
+        if found is None:
+            found = identity(self.instance.namespace.encode(), self.instance.app_id.encode(), callee.encode())
+            if len(self._identities) >= _MEMO_LIMIT:
+                self._identities.clear()
+            self._identities[callee] = found
+        return found
 
     def _forwarded(self) -> Headers:
-        host = self.instance.host
-        by = f'"[{host}]"' if ":" in host else host
-        return [
-            (b"x-forwarded-for", host.encode()),
-            (b"x-forwarded-host", self.hostname.encode()),
-            (b"forwarded", f"for={by};by={by};host={self.hostname}".encode()),
-        ]
+        if self._forwarded_headers is None:
+            host = self.instance.host
+            by = f'"[{host}]"' if ":" in host else host
+            self._forwarded_headers = [
+                (b"x-forwarded-for", host.encode()),
+                (b"x-forwarded-host", self.hostname.encode()),
+                (b"forwarded", f"for={by};by={by};host={self.hostname}".encode()),
+            ]
+        return self._forwarded_headers
+
+    def _hop_path(self, target: Target, method: str) -> str:
+        """The path of a hop to ``target``'s sidecar, escaped so that the callee's one unescape gives back this
+        very method (``%`` and all)."""
+        key = (target.app_id, target.namespace, method)
+        path = self._paths.get(key)
+        if path is None:
+            app = f"{target.app_id}.{target.namespace}" if target.namespace else target.app_id
+            path = f"/v1.0/invoke/{quote(app, safe='')}/method/{quote(method, safe='/')}"
+            if len(self._paths) >= _MEMO_LIMIT:
+                self._paths.clear()
+            self._paths[key] = path
+        return path
 
     @staticmethod
     async def _classify(reply: R, call: Call) -> R:
@@ -227,9 +300,7 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
             candidates = await directory.candidates(target.app_id, target.namespace)
         except LayottoError as exc:
             raise AttemptFailed(str(exc)) from None
-        app = f"{target.app_id}.{target.namespace}" if target.namespace else target.app_id
-        # Escaped so that the callee's one unescape gives back this very method (``%`` and all).
-        path = f"/v1.0/invoke/{quote(app, safe='')}/method/{quote(method, safe='/')}"
+        path = self._hop_path(target, method)
         body = call.body
         reason = ""
         for address in candidates:

@@ -9,9 +9,9 @@ authenticated hop.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
+from random import getrandbits
 
 __all__ = (
     "CALLEE",
@@ -61,6 +61,8 @@ _NEVER_FORWARDED = HOP_BY_HOP | {
     HOP_TOKEN,
     _OLD_MARKER,
 }
+_NOT_FORWARDED = _NEVER_FORWARDED | _IDENTITY
+_NOT_RELAYED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 _TRACE_PARENT = re.compile(rb"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
@@ -70,7 +72,8 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
 
 def forwardable(headers: Headers) -> Headers:
     """The caller's headers that go on to the target (names are lower-case in ASGI), identity excluded."""
-    dropped = _NEVER_FORWARDED | _IDENTITY | _connection_tokens(headers)
+    tokens = _connection_tokens(headers)
+    dropped = _NOT_FORWARDED | tokens if tokens else _NOT_FORWARDED
     return [(name, value) for name, value in headers if name not in dropped]
 
 
@@ -91,7 +94,8 @@ def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
     sets them, so relaying the target's would repeat them).
     """
     items = [(name.lower(), value) for name, value in headers]
-    dropped = HOP_BY_HOP | {b"content-length", b"date", b"server"} | _connection_tokens(items)
+    tokens = _connection_tokens(items)
+    dropped = _NOT_RELAYED | tokens if tokens else _NOT_RELAYED
     return [(name, value) for name, value in items if name not in dropped]
 
 
@@ -100,4 +104,6 @@ def trace_parent(headers: Headers) -> bytes:
     for name, value in headers:
         if name == b"traceparent" and _TRACE_PARENT.match(value.strip()):
             return value.strip()
-    return b"00-" + os.urandom(16).hex().encode() + b"-" + os.urandom(8).hex().encode() + b"-01"
+    # Ids need to be unique, not secret (OpenTelemetry's generator is a seeded PRNG too): ``getrandbits`` spares
+    # the two ``getrandom`` system calls ``os.urandom`` makes per call. Never all zeros (invalid).
+    return b"00-%032x-%016x-01" % (getrandbits(128) or 1, getrandbits(64) or 1)

@@ -68,9 +68,8 @@ def _should_retry(failure: AttemptFailed, policy: TargetPolicy, built_in: bool) 
     return built_in and failure.unavailable
 
 
-async def _attempt(attempt: Callable[[], Awaitable[T]], timeout: float | None) -> T:
-    if timeout is None:  # no policy timeout (the usual case): ``asyncio.timeout(None)`` costs ~3 us for nothing
-        return await attempt()
+async def _timed(attempt: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """An attempt under the policy's timeout (without one, the attempt is awaited directly: no extra frame)."""
     try:
         async with asyncio.timeout(timeout):
             return await attempt()
@@ -88,7 +87,8 @@ async def run(
 ) -> T:
     """The result of the first successful attempt, or the last failed answer; ``AttemptFailed`` otherwise."""
     built_in = built_in and policy.retry is None
-    delays = _retry_delays(policy, built_in)
+    delays: Iterator[float] | None = None
+    timeout = policy.timeout
     tries = 0
     while True:
         tries += 1
@@ -97,13 +97,15 @@ async def run(
             if not breaker.allow():
                 raise AttemptFailed("circuit breaker is open" if state == "open" else "too many requests")
         try:
-            result = await _attempt(attempt, policy.timeout)
+            result = await (attempt() if timeout is None else _timed(attempt, timeout))
         except BaseException as exc:
             if breaker is not None:
                 breaker.record(False)  # also frees a half-open slot when the caller went away
             if not isinstance(exc, AttemptFailed):
                 raise
             failure = exc
+            if delays is None:
+                delays = _retry_delays(policy, built_in)
             delay = next(delays, None) if _should_retry(failure, policy, built_in) and can_retry() else None
             if delay is None:
                 if failure.result is not None:

@@ -38,7 +38,13 @@ class Directory:
     async def candidates(self, app_id: str, namespace: str) -> list[str]:
         """Every address of the app, in the order to try; raises the resolver's error (``NoHost``...)."""
         key = (app_id, namespace)
-        addresses = await self._addresses(key)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            addresses = cached[1]  # the usual case: no coroutine to make and await
+        else:
+            addresses = await self._addresses(key)
+        if len(addresses) == 1:
+            return addresses  # nothing to rotate or reorder (the callers only read the list)
         turn = self._turn.get(key, 0)
         self._turn[key] = turn + 1
         start = turn % len(addresses)

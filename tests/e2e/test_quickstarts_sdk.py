@@ -34,9 +34,8 @@ from tests.e2e.test_cli import free_port
 from tests.services import require_redis
 
 QUICKSTARTS = Path(__file__).with_name("quickstarts")
-# the console script, not ``python -m app.cli``: run in a quickstart app's folder, ``-m`` would import the
-# folder's app.py as ``app``
-LAYOTTO = Path(sys.executable).with_name("layotto")
+# ``-P``: run in a quickstart app's folder, ``-m app.cli`` would otherwise import the folder's app.py as ``app``
+LAYOTTO = [sys.executable, "-P", "-m", "app.cli"]
 EXIT_TIMEOUT = 180  # seconds for a one-shot app and its sidecar to finish: generous, the machine may be busy
 WAIT_TIMEOUT = 120  # seconds for one awaited step (a subscription, a delivery, an update)
 
@@ -86,7 +85,7 @@ class Run:
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [str(LAYOTTO), "run", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [*LAYOTTO, "run", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
@@ -237,6 +236,44 @@ def test_pub_sub_quickstart_fastapi_subscriber_receives_the_checkout_orders(tmp_
     assert code in (0, 128 + signal.SIGTERM), subscriber.report()
     refused = [line for line in subscriber.stdout + subscriber.stderr if '" 422' in line]  # the model's refusals
     assert not refused, subscriber.report()
+
+
+@pytest.mark.redis
+def test_pub_sub_quickstart_runs_from_its_run_file_with_the_flask_subscriber(
+    tmp_path: Path, store: redis.Redis
+) -> None:
+    """README: ``dapr run -f .`` — the Flask subscriber (its subscription's route relative, ``orders``) and the
+    checkout publisher started together, each with its sidecar; every order published arrives, whichever of
+    the two was ready first (a new consumer group reads the stream from its start, as with daprd)."""
+    sdk = _quickstart(tmp_path, "pub_sub")
+    run_file = sdk / "dapr.yaml"
+    run_file.write_text(run_file.read_text().replace("appPort: 6002", f"appPort: {free_port()}"))
+    topic = f"orders-{uuid.uuid4().hex[:12]}"
+    first = random.randrange(10**8, 10**9)
+    numbers = list(range(first, first + 5))
+    env = _environment(
+        tmp_path, ORDERS_TOPIC=topic, FIRST_ORDER_ID=str(first), ORDER_COUNT=str(len(numbers)), ORDER_PAUSE="0"
+    )
+    run = Run(["-f", "."], sdk, env)
+
+    def received() -> set[int]:
+        # Flask's threads print at once: a line may carry a second delivery's print before its newline
+        lines = [line for line in run.stdout if line.startswith("== order-processor-sdk == ")]
+        return {int(number) for number in re.findall(r"Subscriber received : (\d+)", "\n".join(lines))}
+
+    def published() -> list[str]:
+        return [line for line in run.app_lines("== checkout-sdk == ") if line.startswith("Published data: ")]
+
+    try:
+        run.wait_until(lambda: received() == set(numbers), f"orders {numbers} at the subscriber")
+        run.wait_until(lambda: len(published()) == len(numbers), "every publication printed")
+    finally:
+        code = run.stop()  # Ctrl-C's signal: the runner stops both sidecars and their apps
+        store.delete(topic)
+    assert code == 0, run.report()
+    assert published() == [f"Published data: {json.dumps({'orderId': n})}" for n in numbers]
+    subscribed = [{"pubsubname": "orderpubsub", "topic": topic, "route": "orders"}]
+    assert f"Dapr pub/sub is subscribed to: {json.dumps(subscribed)}" in run.app_lines("== order-processor-sdk == ")
 
 
 def test_secrets_management_quickstart_reads_the_local_secrets_file(tmp_path: Path) -> None:

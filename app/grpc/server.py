@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message_factory import GetMessageClass
+from grpc_health.v1 import health, health_pb2
 
 from app.grpc.dapr.service import add_to_server
 from app.grpc.layotto import service as layotto
@@ -57,6 +59,26 @@ def _addresses(listen: str, port: int) -> list[str]:
     return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host in hosts]
 
 
+def _add_health(server: grpc.aio.Server, servicer: health.aio.HealthServicer) -> None:
+    """``grpc.health.v1`` as a generic handler only, as the Dapr service is served.
+
+    The generated ``add_HealthServicer_to_server`` also registers its three methods with grpc core, and then
+    grpcio's accept loop keeps one pending call per registered method beside the generic one and waits on all
+    of them (``asyncio.wait``) on every call of every service: 4 futures instead of 1, about 3 us per call.
+    """
+    service = cast(ServiceDescriptor, health_pb2.DESCRIPTOR.services_by_name["Health"])
+    handlers = {}
+    for method in service.methods:
+        request, response = GetMessageClass(method.input_type), GetMessageClass(method.output_type)
+        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+
+
 class GrpcFront:
     """Started by the runtime once its core starts; ``port`` is the bound port (useful when asked for 0)."""
 
@@ -67,7 +89,7 @@ class GrpcFront:
         self._server = grpc.aio.server(options=_options(runtime))
         dapr = add_to_server(self._server, runtime)
         layotto.add_to_server(self._server, runtime, dapr)  # Layotto's Runtime service on the same port, as Layotto
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        _add_health(self._server, self.health)
         self._server.add_generic_rpc_handlers((ProxyHandler(runtime),))  # last: what no service claimed
         self._watch: asyncio.Task[None] | None = None
 

@@ -38,7 +38,7 @@ class PubSubMethods(Part):
             request.topic,
             request.data,
             request.data_content_type,
-            dict(request.metadata),
+            dict(request.metadata) if request.metadata else {},
             trace_of(context),
         )
         return empty_pb2.Empty()

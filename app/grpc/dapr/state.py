@@ -73,10 +73,17 @@ def _transaction(operations: Iterable[pb.TransactionalStateOperation]) -> list[S
 
 class StateMethods(Part):
     async def GetState(self, request: pb.GetStateRequest, context: Context) -> pb.GetStateResponse:
+        # The hot path: an empty protobuf map is neither copied nor passed on (``metadata={}`` alone costs a
+        # MutableMapping.update, about 1 us, a third of building the response).
         consistency = _CONSISTENCY.get(request.consistency, "")
-        item = await self.runtime.state.get(request.store_name, request.key, consistency, dict(request.metadata))
+        metadata = request.metadata
+        item = await self.runtime.state.get(
+            request.store_name, request.key, consistency, dict(metadata) if metadata else {}
+        )
         if item is None:
             return pb.GetStateResponse()
+        if item.expires_at is None:
+            return pb.GetStateResponse(data=item.value, etag=item.etag or "")
         return pb.GetStateResponse(data=item.value, etag=item.etag or "", metadata=_metadata(item))
 
     async def GetBulkState(self, request: pb.GetBulkStateRequest, context: Context) -> pb.GetBulkStateResponse:

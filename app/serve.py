@@ -18,9 +18,8 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import uvicorn
-
 from app import instances
+from app._uvicorn import Config, Server, websockets_protocol
 from app.http_server import api_protocol
 from app.invocation.hop_server import bind_internal, internal_config
 from app.main import create_app
@@ -134,7 +133,7 @@ class _Listeners:
             sock.close()
 
 
-class _Server(uvicorn.Server):
+class _Server(Server):
     """uvicorn's server, with signals left to ``_serve`` (which may forward them to the app)."""
 
     @contextlib.contextmanager
@@ -157,11 +156,12 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         listeners.close()
         return 1
     app = create_app(settings, runtime)
-    config = uvicorn.Config(
+    config = Config(
         app,
         host=settings.listen_address,
         port=settings.http_port,
         http=api_protocol(settings, app),
+        ws=websockets_protocol(),  # as ws="auto", imported at the first upgrade
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from building_blocks._common.yamldocs import safe_load_all
 from building_blocks.component import parse_duration
 from building_blocks.errors import SpecError
 
@@ -572,7 +573,7 @@ def _read(path: Path) -> tuple[dict[str, Any], str]:
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: malformed YAML: {' '.join(str(exc).split())}") from None
     for document in documents:

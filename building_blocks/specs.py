@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import yaml
 
+from building_blocks._common.yamldocs import safe_load_all
 from building_blocks.component import parse_duration
 from building_blocks.errors import SpecError
 
@@ -81,7 +82,7 @@ def _documents(path: Path) -> Iterable[Any]:
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        return list(yaml.safe_load_all(text))
+        return safe_load_all(text)
     except yaml.YAMLError as exc:
         problem = " ".join(str(exc).split())
         raise SpecError(f"{path}: malformed YAML: {problem}") from None

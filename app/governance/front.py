@@ -4,7 +4,8 @@
 any bad component) builds the ``spec.httpPipeline`` middlewares, and puts the ``spec.appHttpPipeline`` ones
 on the app channel; ``governed_routes`` then gives the front door its route table: without the APIs
 ``spec.api`` does not serve, behind the API pipeline. Unconfigured, the table is returned as it is and the
-app channel is untouched: nothing is added per request.
+app channel is untouched: nothing is added per request, and the pipeline and API-rule modules (with their
+HTTP client) are not even imported: a plain sidecar's start-up does not pay for them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING
 
-from app.governance.api_access import govern_routes
-from app.governance.app_pipeline import PipelinedClient
-from app.governance.pipeline import Middleware, MiddlewareSpec, build, wrap
-from app.routing import RouteTable
 from building_blocks.errors import SpecError
 
 if TYPE_CHECKING:
+    from app.governance.pipeline import Middleware
+    from app.routing import RouteTable
     from app.runtime import Runtime
 
 __all__ = ("governed_routes", "prepare")
@@ -32,13 +31,19 @@ async def prepare(runtime: Runtime) -> None:
         return
     core = runtime.core
     spec = core.configuration_spec
+    if not core.middleware:
+        _BUILT[runtime] = []
+        return
+    from app.governance.app_pipeline import PipelinedClient
+    from app.governance.pipeline import MiddlewareSpec, build
+
     components = {
         name: MiddlewareSpec(name, component.type, component.version, values, component.where)
         for name, (component, values) in core.middleware.items()
     }
-    _BUILT[runtime] = await build(spec.http_pipeline, components) if components else []
+    _BUILT[runtime] = await build(spec.http_pipeline, components)
     channel = runtime.app_channel
-    if channel is None or not components or not spec.app_http_pipeline.handlers:
+    if channel is None or not spec.app_http_pipeline.handlers:
         return
     if runtime.settings.app_protocol.lower() not in ("http", "https"):
         raise SpecError(f"{spec.source}: spec.appHttpPipeline applies to HTTP apps only (as in Dapr)")
@@ -52,5 +57,12 @@ async def governed_routes(table: RouteTable, runtime: Runtime) -> RouteTable:
     await prepare(runtime)
     api = runtime.core.configuration_spec.api
     if api.allowed or api.denied:
+        from app.governance.api_access import govern_routes
+
         table = govern_routes(table, api)
-    return wrap(table, _BUILT[runtime])
+    middlewares = _BUILT[runtime]
+    if not middlewares:
+        return table
+    from app.governance.pipeline import wrap
+
+    return wrap(table, middlewares)

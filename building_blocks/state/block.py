@@ -20,7 +20,6 @@ from building_blocks.errors import (
     QueryTooComplex,
     TooManyOperations,
 )
-from building_blocks.state import query as q
 from building_blocks.state.base import (
     NO_METADATA,
     BulkGet,
@@ -213,6 +212,8 @@ class StateBlock(Block[StateStore, None]):
 
     @staticmethod
     async def _query(entry: _Entry, body: bytes, metadata: Mapping[str, str]) -> QueryResponse:
+        from building_blocks.state import query as q  # the query language is loaded by the first query
+
         try:
             parsed = q.parse_query(body)
         except QueryTooComplex:

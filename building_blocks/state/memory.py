@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from building_blocks._common.metadata import STATE, NoMetadata, parse
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import ETagMismatch
-from building_blocks.state import query as q
 from building_blocks.state.base import (
     DeleteRequest,
     Feature,
@@ -113,6 +112,8 @@ class InMemoryStateStore(StateStore):
 
 
 def _select(request: QueryRequest, items: list[tuple[str, _Item]], now: float) -> tuple[list[tuple[str, _Item]], str]:
+    from building_blocks.state import query as q  # the query language is loaded by the first query
+
     prefix = request.key_prefix
     live = (
         ((key, item), item.value)

@@ -30,7 +30,6 @@ from building_blocks._common.metadata import STATE, duration, group, parse, text
 from building_blocks._common.sqlite import INLINE_ITEMS, SQLiteDatabase, SQLiteSettings, table_name, write
 from building_blocks.component import ComponentContext, Metadata
 from building_blocks.errors import BulkError, ComponentError, ETagMismatch
-from building_blocks.state import query as q
 from building_blocks.state.base import (
     BulkGetItem,
     DeleteRequest,
@@ -223,6 +222,8 @@ class SQLiteStateStore(StateStore):
 
     def _query(self, connection: sqlite3.Connection, request: QueryRequest) -> tuple[list[tuple[str, str, str]], str]:
         """Scan, filter, sort and page on the worker thread: all of it takes time proportional to the rows."""
+        from building_blocks.state import query as q  # the query language is loaded by the first query
+
         rows = self._scan(connection, request.key_prefix, _timestamp(time.time()))
         return q.select(request.query, (((key, text, etag), text) for key, text, etag in rows))
 

@@ -210,13 +210,15 @@ class GrpcTarget:
         body = b"\x00" + struct.pack(">I", len(self.message)) + self.message
         self.data_frame = _frame(_DATA, _END_STREAM, 0, body)
         self._connection: _Connection | None = None
+        self._lock = asyncio.Lock()
 
     async def open_slot(self, worker: int) -> _Slot:
-        connection = self._connection
-        if connection is None or connection.closed is not None:
-            loop = asyncio.get_running_loop()
-            _, connection = await loop.create_connection(lambda: _Connection(loop), self.host, self.port)
-            self._connection = connection
+        async with self._lock:  # the workers' slots are opened at once: the first one connects
+            connection = self._connection
+            if connection is None or connection.closed is not None:
+                loop = asyncio.get_running_loop()
+                _, connection = await loop.create_connection(lambda: _Connection(loop), self.host, self.port)
+                self._connection = connection
         return _Slot(self, connection)
 
     def forget(self, connection: _Connection) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterable, Mapping
+from time import perf_counter
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -286,7 +287,7 @@ class GrpcAppChannel(AppChannel):
 
     # -- invocations -----------------------------------------------------------------------------------------
 
-    async def _send(
+    async def send(
         self,
         method: str,
         target: bytes,
@@ -294,10 +295,23 @@ class GrpcAppChannel(AppChannel):
         body: bytes | AsyncIterable[bytes],
         length: int | None,
     ) -> Response:
-        if self._slots is None:
-            return await self._invoke(method, target, headers, body)
-        async with self._slots:
-            return await self._invoke(method, target, headers, body)
+        """An invocation, over gRPC (the HTTP channel's ``send`` speaks HTTP): the app's token among the
+        metadata, ``--app-max-concurrency`` and the metrics as for an HTTP app."""
+        if self._token:
+            headers = headers + self._token
+        started, status, received = perf_counter(), 500, 0
+        try:
+            if self._slots is None:
+                answer = await self._invoke(method, target, headers, body)
+            else:
+                async with self._slots:
+                    answer = await self._invoke(method, target, headers, body)
+            status, received = answer.status_code, len(answer.content)
+            return answer
+        finally:
+            if self.metrics is not None:
+                sent = len(body) if isinstance(body, bytes) else (length or 0)
+                self.metrics.app_invocation(method, target, status, sent, received, perf_counter() - started)
 
     async def _invoke(
         self, verb: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes | AsyncIterable[bytes]

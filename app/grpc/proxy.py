@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import grpc
+from grpc._cython import cygrpc  # type: ignore[attr-defined]  # grpcio's own module, for _write
 
 from app.errors import ApiError, GrpcCode
 from app.grpc.app_channel import GrpcAppChannel
@@ -204,6 +205,8 @@ class ProxyHandler(grpc.GenericRpcHandler):
         await context.write(content)
 
 
+#: Seconds a call whose write failed gets to deliver its status (``_write``).
+_STATUS_GRACE = 5.0
 #: HTTP/2's own headers, which a trailers-only answer shows among its trailers.
 _TRANSPORT = frozenset({"content-type", "te", "user-agent", "date"})
 
@@ -217,6 +220,34 @@ def _shown(metadata: Iterable[tuple[str, str | bytes]] | None) -> tuple[tuple[st
     )
 
 
+async def _write(call: grpc.aio.StreamStreamCall[bytes, bytes], message: bytes) -> None:
+    """``call.write``, except when the target ends the call while the message is on its way: grpcio's asyncio
+    client then replaces the target's status with INTERNAL "Internal error from Core" (grpc/grpc#36066), as
+    every call to a method the app lacks would show. Here the target's status stays; only when none comes
+    does the call end with grpcio's INTERNAL."""
+    raw, headers_sent = getattr(call, "_cython_call", None), getattr(call, "_metadata_sent", None)
+    if raw is None or not isinstance(headers_sent, asyncio.Event):  # another grpcio: its own write
+        await call.write(message)
+        return
+    if call.done():
+        raise asyncio.InvalidStateError("the call is over")
+    await headers_sent.wait()
+    try:
+        await raw.send_serialized_message(message)
+    except cygrpc.InternalError as exc:
+        try:
+            await asyncio.wait_for(asyncio.shield(call.code()), _STATUS_GRACE)
+        except TimeoutError:
+            raw.set_internal_error(str(exc))
+        raise asyncio.InvalidStateError("the call is over") from None
+
+
+def _settled(writer: asyncio.Task[None]) -> None:
+    """The upstream writer's end, retrieved: a caller's stream that broke leaves the status to the target."""
+    if not writer.cancelled() and writer.exception() is not None:
+        log.debug("proxied request stream ended: %r", writer.exception())
+
+
 async def _relay(
     channel: grpc.aio.Channel, method: str, requests: AsyncIterator[bytes], context: Context, metadata: Pairs
 ) -> None:
@@ -228,12 +259,18 @@ async def _relay(
     async def upstream() -> None:
         try:
             async for message in requests:
-                await call.write(message)
+                await _write(call, message)
             await call.done_writing()
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
             pass  # the target ended the call: its status is what the caller gets
 
     writer = asyncio.get_running_loop().create_task(upstream(), name="grpc-proxy-upstream")
+
+    def stop_writer(_: Context) -> None:  # once the call is over: a caller may not have half-closed
+        writer.cancel()
+
+    context.add_done_callback(stop_writer)  # type: ignore[arg-type]  # the stubs name a class, grpc takes any callable
+    writer.add_done_callback(_settled)
     try:
         headers = _shown(await call.initial_metadata())
         if headers:
@@ -246,8 +283,6 @@ async def _relay(
     except asyncio.CancelledError:  # the caller went away (or the sidecar stops): so does the target's call
         call.cancel()
         raise
-    finally:
-        writer.cancel()
     trailers = _shown(await call.trailing_metadata())
     if code is grpc.StatusCode.OK:
         context.set_trailing_metadata(trailers)

@@ -67,11 +67,20 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-def _failure(status: int, body: bytes) -> WireError:
+#: Where Go's ``http.StatusText`` (daprd's wording) differs from Python's phrase.
+_GO_TEXT = {414: "Request URI Too Long", 418: "I'm a teapot"}
+
+
+def _phrase(status: int) -> str:
+    """Go's text for ``status`` ("" for a status it does not know, as Go)."""
     try:
-        phrase = HTTPStatus(status).phrase
+        return _GO_TEXT.get(status) or HTTPStatus(status).phrase
     except ValueError:
-        phrase = str(status)
+        return ""
+
+
+def _failure(status: int, body: bytes) -> WireError:
+    phrase = _phrase(status)
     info = {
         "@type": "type.googleapis.com/google.rpc.ErrorInfo",
         "reason": phrase,

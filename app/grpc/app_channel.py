@@ -366,23 +366,32 @@ class GrpcAppChannel(AppChannel):
         return _answer(200, b"", answer)
 
     async def _proxied(self, method: str, data: bytes, headers: list[tuple[bytes, bytes]]) -> Response:
-        """A call proxied by ``dapr-app-id`` (``app.grpc.proxy``): the request's bytes to ``method`` as they
-        are; the app's status in ``grpc-status``/``grpc-message`` of a 200 answer."""
+        """A unary call proxied by ``dapr-app-id`` across a mutual-TLS hop (``app.grpc.proxy``): the request's
+        bytes to ``method`` as they are; the app's status in ``grpc-status``/``grpc-message`` of a 200 answer.
+        A second answer message means a streamed method, which this path cannot carry: UNIMPLEMENTED."""
         metadata = [
             (name.decode("latin-1").lower(), value.decode("latin-1"))
             for name, value in headers
             if name.lower() not in (_PROXY_METHOD, b"content-type", b"content-length", b"host")
         ]
-        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(method)
-        answer = call(data, metadata=metadata + self._metadata())
+        stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = self.channel.unary_stream(method)
+        call = stream(data, metadata=metadata + self._metadata())  # the request and its end in one go
+        content: bytes | object = grpc.aio.EOF
         try:
-            content = await answer
+            content = await call.read()
+            if content is not grpc.aio.EOF and await call.read() is not grpc.aio.EOF:
+                call.cancel()
+                message = quote("only unary calls are proxied to other apps over a mutual-TLS hop")
+                return _answer(200, b"", [(b"grpc-status", b"12"), (b"grpc-message", message.encode())])
+            code = await call.code()
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE and not await _reached(answer):
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and not await _reached(call):
                 raise ConnectError(exc.details() or "connection refused") from None
+            code = exc.code()
+        if code is not grpc.StatusCode.OK or not isinstance(content, bytes):
             status = [
-                (b"grpc-status", str(exc.code().value[0]).encode()),
-                (b"grpc-message", quote(exc.details() or "").encode()),
+                (b"grpc-status", str(code.value[0]).encode()),
+                (b"grpc-message", quote(await call.details() or "").encode()),
             ]
             return _answer(200, b"", status)
         return _answer(200, content, [(b"grpc-status", b"0"), (b"content-type", b"application/grpc")])

@@ -345,3 +345,45 @@ async def test_a_method_the_app_lacks_is_its_own_answer(own: Own, pair: Pair) ->
             with pytest.raises(grpc.aio.AioRpcError) as unknown:
                 await missing(value("x"), metadata=client.metadata(), timeout=TIMEOUT)
             assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+# -- two sidecars over a mutual-TLS hop: unary calls cross the hop whole -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    from tests.e2e.test_hop_security import make_ca, make_cert, tls_flags
+
+    home = tmp_path_factory.mktemp("tls")
+    certs = home / "certs"
+    certs.mkdir()
+    make_ca(certs, "mesh-ca")
+    for name in ("streams", "proxying"):
+        make_cert(certs, "mesh-ca", name)
+    app = [sys.executable, "-m", "tests.grpc.apps.streams_app"]
+    env = {"APP_PROTOCOL": "grpc"}
+    with (
+        grpc_sidecar(
+            home, "--app-port", str(free_port()), *tls_flags(certs, "streams"), env=env, app_id="streams", command=app
+        ) as callee,
+        grpc_sidecar(home, *tls_flags(certs, "proxying"), app_id="proxying") as caller,
+    ):
+        yield Pair(caller, callee, home / "unused")
+
+
+async def test_over_mutual_tls_unary_calls_cross_and_streams_are_refused(tls_pair: Pair) -> None:
+    async with across(tls_pair) as client:
+        await unary_and_metadata(client, caller="proxying")
+        missing = client.channel.unary_unary(_path("Missing"), _ENCODE, _DECODE)
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await missing(value("x"), metadata=client.metadata(), timeout=TIMEOUT)
+        assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert unknown.value.details() == "Method not found!"  # the app's own answer
+        with pytest.raises(grpc.aio.AioRpcError) as streamed:
+            await client_streaming(client)
+        assert streamed.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        call = client.count()(value("3"), metadata=client.metadata(), timeout=TIMEOUT)
+        with pytest.raises(grpc.aio.AioRpcError) as answers:
+            await _read(call)
+        assert answers.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "mutual-TLS" in (answers.value.details() or "")

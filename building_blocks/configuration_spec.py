@@ -12,7 +12,6 @@ a typo in a sampling rate is a mistake best seen at start-up.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -309,6 +308,8 @@ class _Node:
             if name in not_applied:
                 log.warning("%s: %s.%s is not applied by this runtime (ignored)", self.where, self.path, name)
                 continue
+            import difflib  # only for a did-you-mean: a plain start-up does not load it
+
             close = difflib.get_close_matches(name, [str(k) for k in self._seen], n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             log.warning("%s: unknown field %s.%s ignored%s", self.where, self.path, name, hint)

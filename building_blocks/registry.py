@@ -6,7 +6,6 @@ loaded only when a spec asks for it. Adding a component = one line here.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 
@@ -63,6 +62,8 @@ def resolve(component_type: str, version: str = "v1") -> type[Component]:
     key = component_type.strip().lower()
     entry = COMPONENTS.get(key)
     if entry is None:
+        import difflib  # only for a did-you-mean: a plain start-up does not load it
+
         close = difflib.get_close_matches(key, COMPONENTS, n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known types: {', '.join(sorted(COMPONENTS))}"
         raise SpecError(f"unknown component type '{component_type}'{hint}")

@@ -2,8 +2,8 @@
 
 Each module below cost start-up time (and memory) before it was made lazy; this keeps it so. The check runs
 in a fresh interpreter: the server stack is imported, uvicorn's configuration loaded as ``app.serve`` makes
-it, and the app's runtime started and stopped on the embedded default as the server's lifespan does (the
-gRPC front aside: grpcio is what it serves).
+it, and the app's runtime and gRPC front started and stopped on the embedded default as the server's
+lifespan does (on free ports).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 #: Loaded on first use only: uvicorn's command line (click, the reloader and worker supervisors), the
 #: WebSocket protocols (until an upgrade), the pipeline and API-rule governance (with a ``--config`` using
-#: them), the state query language (at the first query).
+#: them), the state query language (at the first query), difflib (for a did-you-mean).
 LAZY = (
     "click",
     "uvicorn.main",
@@ -30,6 +30,7 @@ LAZY = (
     "app.governance.app_pipeline",
     "app.governance.pipeline",
     "building_blocks.state.query",
+    "difflib",
 )
 
 _PROBE = textwrap.dedent(
@@ -44,7 +45,7 @@ _PROBE = textwrap.dedent(
     async def main() -> None:
         door = create_app(Settings(app_id="imports", http_port=0, grpc_port=0, metrics_port=0))
         Config(door, ws=websockets_protocol(), lifespan="off", log_config=None).load()  # as app.serve's
-        async with door.lifespan():
+        async with door.lifespan(grpc=True):
             pass
 
     asyncio.run(main())

@@ -1,6 +1,6 @@
 """``spec.api`` on the gRPC front: the Dapr service's methods that the rules do not allow are replaced, once at
 registration, by a refusal (UNIMPLEMENTED with daprd's ErrorInfo); allowed methods run as they are. Imported
-only where gRPC is served."""
+only where gRPC is served; the rules' module only when ``spec.api`` has rules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from app.governance.api_access import GRPC_NOT_AVAILABLE, GrpcApiAccess
 from app.grpc.status import abort_with
 
 if TYPE_CHECKING:
@@ -25,6 +24,8 @@ _DAPR = "/dapr.proto.runtime.v1.Dapr/"
 
 
 def _refusal(method: Callable[..., Any]) -> Callable[..., Any]:
+    from app.governance.api_access import GRPC_NOT_AVAILABLE
+
     if inspect.isasyncgenfunction(method):
 
         @functools.wraps(method)
@@ -43,7 +44,12 @@ def _refusal(method: Callable[..., Any]) -> Callable[..., Any]:
 
 def refuse_blocked(servicer: Any, names: list[str], runtime: Runtime) -> list[str]:
     """Replace the methods ``names`` of the Dapr ``servicer`` that ``spec.api`` blocks; the names replaced."""
-    access = GrpcApiAccess(runtime.core.configuration_spec.api)
+    api = runtime.core.configuration_spec.api
+    if not (api.allowed or api.denied):
+        return []
+    from app.governance.api_access import GrpcApiAccess
+
+    access = GrpcApiAccess(api)
     if not access.active:
         return []
     blocked = [name for name in names if access.blocked(_DAPR + name)]

@@ -14,7 +14,6 @@ costs more start-up time and idle memory than this module does in all.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -152,6 +151,8 @@ def _warn_unknown(meta: Metadata, names: tuple[str, ...]) -> None:
         lowered = name.lower()
         if lowered in spelled or lowered.startswith(prefixes):
             continue
+        import difflib  # only for a did-you-mean: a plain start-up does not load it
+
         close = difflib.get_close_matches(lowered, spelled, n=1, cutoff=0.75)
         hint = f"; did you mean '{spelled[close[0]]}'?" if close else ""
         _log.warning("%s: unknown metadata '%s' is ignored%s", meta.where, name, hint)

@@ -17,9 +17,12 @@ each run's client CPU per 1000 requests.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -44,6 +47,8 @@ from perf.scenarios.invoke import _probe as probe_invoke
 __all__ = ("SCENARIOS",)
 
 _BARE = "grpc-baseline"  # its key among the environment's apps
+_CORE_THREADS = ("event_engine", "grpc_")
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def grpc_port(sidecar: Process) -> int:
@@ -76,13 +81,37 @@ async def _check(port: int, unary: _Unary) -> None:
         raise Unavailable(f"not available: {unary.method} answered an unexpected reply")
 
 
+def _thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of ``pid``'s threads by kind: its event loop (the main thread), grpc core's own threads
+    (``event_engine``, timers) and the others (grpcio's completion-queue poller, executors)."""
+    seconds: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                stat = (task / "stat").read_text()
+                name = stat[stat.index("(") + 1 : stat.rindex(")")]
+                fields = stat[stat.rindex(")") + 2 :].split()
+                kind = "loop" if task.name == str(pid) else "core" if name.startswith(_CORE_THREADS) else "other"
+                seconds[kind] = seconds.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS
+    return seconds
+
+
 async def _grpc_run(
     bench: Bench, name: str, port: int, unary: _Unary, processes: list[Process], label: str = "sidecar gRPC"
 ) -> dict[str, Any]:
     await _check(port, unary)
     path = f"/{SERVICE}/{unary.method}"
     target = GrpcTarget("grpc", port, path, unary.request.SerializeToString(), unary.min_reply)
-    return await bench.measure(name, label, target, processes)
+    before = [_thread_cpu(process.pid) for process in processes]  # warm-up included: shares, not totals
+    run = await bench.measure(name, label, target, processes)
+    spent: dict[str, float] = {}
+    for process, start in zip(processes, before, strict=True):
+        for kind, value in _thread_cpu(process.pid).items():
+            spent[kind] = spent.get(kind, 0.0) + value - start.get(kind, 0.0)
+    total = sum(spent.values())
+    if total > 0:
+        run["thread_cpu_share"] = {kind: round(value / total, 3) for kind, value in sorted(spent.items())}
+    return run
 
 
 async def _bare_grpc(bench: Bench) -> Process:
@@ -143,6 +172,12 @@ def _floors_note(runs: list[dict[str, Any]]) -> list[str]:
         if top is not None and bottom is not None:
             shares.append(f"ours on {ours.split()[1]} {top - bottom:+.3f}")
     notes.append("server CPU s per 1000 requests: " + ", ".join(shares))
+    for label in ("bare gRPC", "sidecar gRPC"):
+        split = by.get(label, {}).get("thread_cpu_share")
+        if split:
+            kinds = {"loop": "event loop", "core": "grpc core threads", "other": "grpcio poller and others"}
+            parts = ", ".join(f"{kinds[kind]} {100 * share:.0f}%" for kind, share in split.items())
+            notes.append(f"{label} CPU by thread: {parts}")
     clients = [text for text in map(client, ("sidecar HTTP", "two sidecars HTTP", "sidecar gRPC")) if text]
     notes.append("load generator's client CPU s per 1000 requests: " + ", ".join(clients))
     return notes

@@ -266,17 +266,21 @@ async def _relay(
 
     writer = asyncio.get_running_loop().create_task(upstream(), name="grpc-proxy-upstream")
 
-    def stop_writer(_: Context) -> None:  # once the call is over: a caller may not have half-closed
+    def over(_: Context) -> None:  # the call is over; the caller may never have half-closed its stream
         writer.cancel()
 
-    context.add_done_callback(stop_writer)  # type: ignore[arg-type]  # the stubs name a class, grpc takes any callable
+    context.add_done_callback(over)  # type: ignore[arg-type]  # the stubs name a class, grpc takes any callable
     writer.add_done_callback(_settled)
     try:
         headers = _shown(await call.initial_metadata())
         if headers:
             await context.send_initial_metadata(headers)
         while (message := await call.read()) is not grpc.aio.EOF:
-            await context.write(message)
+            try:
+                await context.write(message)
+            except cygrpc.InternalError:  # the caller is gone: so is the target's call
+                call.cancel()
+                return
         code = await call.code()
     except grpc.aio.AioRpcError as exc:
         code = exc.code()

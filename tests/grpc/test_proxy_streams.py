@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,6 +28,7 @@ from tests.sidecar import running_sidecar
 String = wrappers_pb2.StringValue
 _ENCODE, _DECODE = String.SerializeToString, String.FromString
 TIMEOUT = 60  # generous: the machine is shared
+FLOOD = 800  # messages of 256 KiB: 200 MiB, far more than any flow-control window
 
 
 async def _read(call: grpc.aio.UnaryStreamCall[String, String] | grpc.aio.StreamStreamCall[String, String]) -> String:
@@ -162,7 +164,7 @@ class Cancellations:
 class Own:
     client: Client
     cancelled: Cancellations
-    app_port: int
+    address: str  # the sidecar's gRPC API
 
 
 @pytest.fixture
@@ -175,7 +177,7 @@ async def own(tmp_path: Path) -> AsyncIterator[Own]:
             running_sidecar(tmp_path, app_id="streamer", grpc=True, app_port=port, app_protocol="grpc") as sidecar,
             grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}") as channel,
         ):
-            yield Own(Client(channel, "streamer"), Cancellations(streams), port)
+            yield Own(Client(channel, "streamer"), Cancellations(streams), f"127.0.0.1:{sidecar.grpc_port}")
     finally:
         await server.stop(None)
 
@@ -202,6 +204,37 @@ async def test_own_app_aborts_mid_stream(own: Own) -> None:
 
 async def test_own_app_sees_the_caller_cancel(own: Own) -> None:
     await caller_cancels(own.client, own.cancelled)
+
+
+async def test_a_slow_caller_holds_the_app_back(own: Own) -> None:
+    """Backpressure: the app produces only as fast as the caller reads (flow control through the sidecar),
+    never the whole stream into the sidecar's memory."""
+    streams = own.cancelled.streams
+    assert streams is not None
+    flood: grpc.aio.UnaryStreamMultiCallable[String, String] = own.client.channel.unary_stream(
+        _path("Flood"), _ENCODE, _DECODE
+    )
+    call = flood(value(str(FLOOD)), metadata=own.client.metadata(), timeout=TIMEOUT)
+    await _read(call)
+    await asyncio.sleep(1)  # the caller reads nothing meanwhile
+    held = streams.produced
+    assert held < FLOOD // 4, held
+    rest = 0
+    while await call.read() is not grpc.aio.EOF:  # then everything arrives
+        rest += 1
+    assert rest == FLOOD - 1
+
+
+async def test_a_caller_that_vanishes_mid_stream_stops_the_app(own: Own, caplog: pytest.LogCaptureFixture) -> None:
+    before = own.cancelled.count()
+    async with grpc.aio.insecure_channel(own.address) as channel:
+        flood: grpc.aio.UnaryStreamMultiCallable[String, String] = channel.unary_stream(
+            _path("Flood"), _ENCODE, _DECODE
+        )
+        call = flood(value(str(FLOOD)), metadata=own.client.metadata(), timeout=TIMEOUT)
+        await _read(call)
+    await own.cancelled.wait(before + 1)  # the channel closed under the stream: the app's call ends too
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR and "BUG" in record.message]
 
 
 async def test_errors_without_target_or_app(tmp_path: Path) -> None:

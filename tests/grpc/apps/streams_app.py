@@ -6,6 +6,8 @@
 * ``Sum`` (client streaming): the sum of the numbers sent;
 * ``Chat`` (bidirectional): each message echoed as it arrives; ``"abort"`` ends the call with
   FAILED_PRECONDITION, a trailer and an ErrorInfo detail;
+* ``Flood`` (server streaming): ``"n"`` messages of 256 KiB as fast as the caller takes them; ``produced``
+  counts them (a call that ends before the last one is counted as ``Forever``'s cancellations);
 * ``Forever`` (server streaming): a message every 20 ms until the caller goes away; each cancellation
   is counted (``cancelled``, and a line in ``$RECORD`` when set).
 
@@ -44,6 +46,7 @@ def value(content: str) -> wrappers_pb2.StringValue:
 class Streams:
     def __init__(self) -> None:
         self.cancelled = 0
+        self.produced = 0
         self.record = os.environ.get("RECORD", "")
 
     async def echo(self, request: wrappers_pb2.StringValue, context: Context) -> wrappers_pb2.StringValue:
@@ -79,6 +82,21 @@ class Streams:
                 await context.abort(code, "asked to abort", trailers)
             yield value("echo:" + text(request))
 
+    async def flood(
+        self, request: wrappers_pb2.StringValue, context: Context
+    ) -> AsyncIterator[wrappers_pb2.StringValue]:
+        chunk, finished = "x" * (256 << 10), False
+
+        def ended(_: Context) -> None:  # grpcio leaves a write the caller will never take pending: the call's end
+            if not finished:
+                self.cancelled += 1
+
+        context.add_done_callback(ended)
+        for _ in range(int(text(request))):
+            yield value(chunk)
+            self.produced += 1
+        finished = True
+
     async def forever(
         self, request: wrappers_pb2.StringValue, context: Context
     ) -> AsyncIterator[wrappers_pb2.StringValue]:
@@ -102,6 +120,7 @@ class Streams:
             "Count": grpc.unary_stream_rpc_method_handler(self.count, decode, encode),
             "Sum": grpc.stream_unary_rpc_method_handler(self.sum, decode, encode),
             "Chat": grpc.stream_stream_rpc_method_handler(self.chat, decode, encode),
+            "Flood": grpc.unary_stream_rpc_method_handler(self.flood, decode, encode),
             "Forever": grpc.unary_stream_rpc_method_handler(self.forever, decode, encode),
         }
         return grpc.method_handlers_generic_handler(SERVICE, methods)

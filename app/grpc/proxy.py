@@ -48,7 +48,8 @@ log = logging.getLogger("layotto.grpc")
 #: The header carrying a proxied call's method across the hop.
 METHOD_HEADER = "layotto-grpc-method"
 Pairs = list[tuple[str, str | bytes]]
-#: Never passed on: the target, this sidecar's token, HTTP/2's own, the identity (set by a sidecar), tickets.
+#: Never passed on: the target, this sidecar's token, HTTP/2's own, the identity (set by a sidecar), and the
+#: sidecars' own markers (a client's would be taken for theirs).
 _DROPPED = frozenset(
     {
         "dapr-app-id",
@@ -60,6 +61,8 @@ _DROPPED = frozenset(
         "dapr-caller-namespace",
         "dapr-callee-app-id",
         TICKET_HEADER,
+        STREAM_HEADER,
+        METHOD_HEADER,
         "layotto-internal-token",
     }
 )

@@ -75,7 +75,12 @@ class Client:
 async def unary_and_metadata(client: Client, caller: str) -> None:
     answer = await client.echo()(
         value("hi"),
-        metadata=client.metadata(("x-custom", "1"), ("dapr-caller-app-id", "spoofed")),
+        metadata=client.metadata(
+            ("x-custom", "1"),
+            ("dapr-caller-app-id", "spoofed"),
+            ("layotto-grpc-stream", "1"),  # the sidecars' markers, from a client: not taken for theirs
+            ("layotto-grpc-method", "/elsewhere.Service/Method"),
+        ),
         timeout=TIMEOUT,
     )
     seen = json.loads(answer.value)
@@ -83,7 +88,8 @@ async def unary_and_metadata(client: Client, caller: str) -> None:
     assert seen["request"] == "hi"
     assert [v for k, v in seen["metadata"] if k == "x-custom"] == ["1"]
     assert [v for k, v in seen["metadata"] if k == "dapr-caller-app-id"] == [caller]  # set by a sidecar
-    assert "dapr-app-id" not in keys and "dapr-api-token" not in keys and "layotto-grpc-ticket" not in keys
+    assert not {"dapr-app-id", "dapr-api-token", "layotto-grpc-ticket", "layotto-grpc-stream"} & set(keys), keys
+    assert "layotto-grpc-method" not in keys
 
 
 async def server_streaming(client: Client) -> None:

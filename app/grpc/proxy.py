@@ -95,6 +95,10 @@ class ProxyHandler(grpc.GenericRpcHandler):
             self.tickets.address = ""  # no TCP port other sidecars could open a stream to
         if isinstance(runtime.app_channel, GrpcAppChannel):
             runtime.app_channel.tickets = self.tickets
+        size = settings.max_body_size
+        self._options = [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
+        #: Channels to other sidecars' gRPC ports, kept (a connection per stream would cost a handshake each).
+        self._peers: dict[str, grpc.aio.Channel] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
@@ -171,10 +175,20 @@ class ProxyHandler(grpc.GenericRpcHandler):
         ticket, address = reply.header(TICKET_HEADER), reply.header(ADDRESS_HEADER)
         if not ticket or not address:
             raise InvalidRequest(f"gRPC proxying to {target} failed: HTTP {reply.status_code}")
-        size = self.runtime.settings.max_body_size
-        options = [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
-        async with grpc.aio.insecure_channel(address, options=options) as channel:
+        kept = self._peers.get(address)
+        if kept is None and len(self._peers) < _PEERS_KEPT:
+            kept = self._peers[address] = grpc.aio.insecure_channel(address, options=self._options)
+        if kept is not None:
+            await _relay(kept, method, requests, context, [*metadata, (TICKET_HEADER, ticket)])
+            return
+        async with grpc.aio.insecure_channel(address, options=self._options) as channel:  # beyond the bound
             await _relay(channel, method, requests, context, [*metadata, (TICKET_HEADER, ticket)])
+
+    async def close(self) -> None:
+        """Close the channels to other sidecars (the gRPC front stops)."""
+        peers, self._peers = list(self._peers.values()), {}
+        for channel in peers:
+            await channel.close()
 
     async def _hop(self, target: str, method: str, headers: list[tuple[str, str]], data: bytes | None = None) -> Any:
         invoker = self.runtime.invocation
@@ -208,6 +222,8 @@ class ProxyHandler(grpc.GenericRpcHandler):
         await context.write(content)
 
 
+#: Other sidecars' addresses whose channels are kept open; streams to more get a channel of their own.
+_PEERS_KEPT = 256
 #: Seconds a call whose write failed gets to deliver its status (``_write``).
 _STATUS_GRACE = 5.0
 #: HTTP/2's own headers, which a trailers-only answer shows among its trailers.

@@ -90,7 +90,8 @@ class GrpcFront:
         dapr = add_to_server(self._server, runtime)
         layotto.add_to_server(self._server, runtime, dapr)  # Layotto's Runtime service on the same port, as Layotto
         _add_health(self._server, self.health)
-        self._server.add_generic_rpc_handlers((ProxyHandler(runtime),))  # last: what no service claimed
+        self._proxy = ProxyHandler(runtime)
+        self._server.add_generic_rpc_handlers((self._proxy,))  # last: what no service claimed
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -126,3 +127,4 @@ class GrpcFront:
                 await self._watch
         await self.health.enter_graceful_shutdown()
         await self._server.stop(STOP_GRACE)
+        await self._proxy.close()

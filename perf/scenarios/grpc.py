@@ -151,7 +151,7 @@ def _floors_note(runs: list[dict[str, Any]]) -> list[str]:
         if run is None:
             return None
         diff = added(run, direct)
-        return f"{label} +{diff['p50']:.2f}/+{diff['p90']:.2f}"
+        return f"{label} {diff['p50']:+.2f}/{diff['p90']:+.2f}"
 
     def cpu(label: str) -> float | None:
         run = by.get(label)

@@ -121,7 +121,9 @@ class ProxyHandler(grpc.GenericRpcHandler):
                 if hop is None:
                     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid or expired proxy ticket")
                 caller = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in hop]
-                await self._to_app(method, requests, context, [*_forwarded(metadata), *caller])
+                told = {name for name, _ in caller}  # the hop's trace context wins over the stream's
+                forwarded = [(k, v) for k, v in _forwarded(metadata) if k not in told]
+                await self._to_app(method, requests, context, [*forwarded, *caller])
                 return
             await admit(runtime, runtime.settings.api_token, context)
             await self._route(target, method, requests, context, _forwarded(metadata))
@@ -165,7 +167,8 @@ class ProxyHandler(grpc.GenericRpcHandler):
     ) -> None:
         """Ask the target's sidecar for a ticket over the hop, then relay the stream to its gRPC port."""
         try:
-            reply = await self._hop(target, method, [(STREAM_HEADER, "1")])
+            trace = [(k, v) for k, v in metadata if k == "traceparent" and isinstance(v, str)][:1]
+            reply = await self._hop(target, method, [(STREAM_HEADER, "1"), *trace])
         except InvocationFailed as exc:  # daprd's proxy answers its director's failures as they come: UNKNOWN
             raise ApiError(500, "ERR_DIRECT_INVOKE", str(exc), GrpcCode.UNKNOWN) from None
         try:

@@ -28,6 +28,7 @@ from tests.sidecar import running_sidecar
 String = wrappers_pb2.StringValue
 _ENCODE, _DECODE = String.SerializeToString, String.FromString
 TIMEOUT = 60  # generous: the machine is shared
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 FLOOD = 800  # messages of 256 KiB: 200 MiB, far more than any flow-control window
 
 
@@ -80,6 +81,7 @@ async def unary_and_metadata(client: Client, caller: str) -> None:
             ("dapr-caller-app-id", "spoofed"),
             ("layotto-grpc-stream", "1"),  # the sidecars' markers, from a client: not taken for theirs
             ("layotto-grpc-method", "/elsewhere.Service/Method"),
+            ("traceparent", TRACEPARENT),
         ),
         timeout=TIMEOUT,
     )
@@ -90,6 +92,7 @@ async def unary_and_metadata(client: Client, caller: str) -> None:
     assert [v for k, v in seen["metadata"] if k == "dapr-caller-app-id"] == [caller]  # set by a sidecar
     assert not {"dapr-app-id", "dapr-api-token", "layotto-grpc-ticket", "layotto-grpc-stream"} & set(keys), keys
     assert "layotto-grpc-method" not in keys
+    assert [v for k, v in seen["metadata"] if k == "traceparent"] == [TRACEPARENT]  # the caller's trace goes on
 
 
 async def server_streaming(client: Client) -> None:

@@ -109,3 +109,12 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcSidecar]:
 
 async def test_across_the_hop_a_grpc_app_gets_the_request_as_sent(pair: GrpcSidecar) -> None:
     await seen_by_grpc_app(pair.grpc_address, "rpc2")
+
+
+async def test_a_url_target_gets_a_plain_post(tmp_path: Path) -> None:
+    """An HTTP service named by URL is no app: no marker of the sidecars' reaches it."""
+    echo = EchoApp("one")
+    async with serving(echo) as port, running_sidecar(tmp_path, app_id="caller3", grpc=True) as sidecar:
+        seen = await invoke(f"127.0.0.1:{sidecar.grpc_port}", f"http://127.0.0.1:{port}", None)
+    assert (seen["method"], seen["path"], seen["body"]) == ("POST", "/seen", "body")
+    assert "layotto-http-extension" not in [name for name, _ in seen["headers"]]

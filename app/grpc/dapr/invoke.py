@@ -91,19 +91,22 @@ def _failure(status: int, body: bytes) -> WireError:
 
 
 class InvokeMethods(Part):
-    def _without_verb(self, target: str, present: bool) -> tuple[bytes, bytes]:
-        """The marker of a request without a verb; refused when this sidecar's own HTTP app is the target."""
+    def _without_verb(self, target: str, present: bool) -> Headers:
+        """The marker of a request without a verb for an app's channel; refused when this sidecar's own HTTP
+        app is the target. An HTTPEndpoint or URL gets a plain POST (the marker is the sidecars' own)."""
         runtime = self.runtime
         settings = runtime.settings
-        if runtime.app_channel is not None and settings.app_protocol != "grpc":
-            try:
-                local = parse_target(target, settings.app_id, settings.namespace, {}).kind is TargetKind.LOCAL
-            except InvocationFailed:
-                local = False  # the block words the error
-            if local:
-                refusal = "invalid HTTP verb" if present else "missing HTTP extension field"
-                raise InvocationFailed(target, f"rpc error: code = InvalidArgument desc = {refusal}")
-        return EXTENSION_HEADER.encode(), b"none" if present else b"absent"
+        endpoints = runtime.invocation.endpoints if runtime.invocation is not None else {}
+        try:
+            kind = parse_target(target, settings.app_id, settings.namespace, endpoints).kind
+        except InvocationFailed:
+            return []  # the block words the error
+        if kind is TargetKind.EXTERNAL:
+            return []
+        if kind is TargetKind.LOCAL and runtime.app_channel is not None and settings.app_protocol != "grpc":
+            refusal = "invalid HTTP verb" if present else "missing HTTP extension field"
+            raise InvocationFailed(target, f"rpc error: code = InvalidArgument desc = {refusal}")
+        return [(EXTENSION_HEADER.encode(), b"none" if present else b"absent")]
 
     async def InvokeService(
         self, request: invoke_pb2.InvokeServiceRequest, context: Context
@@ -121,7 +124,7 @@ class InvokeMethods(Part):
         data = message.data.value
         headers = headers_of(context.invocation_metadata() or (), message.content_type)
         if not message.HasField("http_extension") or extension.verb == _VERB.NONE:
-            headers.append(self._without_verb(request.id, message.HasField("http_extension")))
+            headers += self._without_verb(request.id, message.HasField("http_extension"))
         body = RequestBody(_once(data), len(data), False)
         call = Call(verb, "", extension.querystring.encode("latin-1"), headers, body)
         reply = await invoker.block.invoke(request.id, message.method, call)

@@ -1,9 +1,8 @@
 """uvicorn without its command line, for a sidecar's start-up.
 
 ``import uvicorn`` (or of any of its modules) runs ``uvicorn/__init__.py``, which imports ``uvicorn.main`` and
-with it click, the reloader and the worker supervisors (multiprocessing, tempfile, shutil...): 37 modules and
-about 20 ms of CPU per start (measured on the 2-core machine, ``import uvicorn.config, uvicorn.server``
-49 → 24 ms) for a command line the sidecar never runs.
+with it click, the reloader and the worker supervisors (multiprocessing...): 37 modules, 31 ms of CPU and
+2.2 MB of RSS at import on the 2-core machine, for a command line the sidecar never runs.
 
 Importing this module first registers the package without running its ``__init__``: ``uvicorn.config``,
 ``uvicorn.server`` and ``uvicorn.protocols`` import as usual, ``uvicorn.Config`` and ``uvicorn.Server`` are
@@ -12,7 +11,7 @@ asked of the package (``uvicorn.run``, ``uvicorn.main``...) runs the real ``__in
 ``import uvicorn`` still sees the package it expects. When uvicorn is already imported, nothing changes.
 
 ``websockets_protocol()`` is ``ws="auto"`` imported at the first WebSocket upgrade rather than at start-up
-(``Config.load`` imports wsproto with h11, or websockets: about 100 modules' worth of 20 ms and 2 MB).
+(``Config.load`` imports wsproto with h11, or websockets: with wsproto, 27 modules, 45 ms of CPU, 1.6 MB).
 """
 
 from __future__ import annotations

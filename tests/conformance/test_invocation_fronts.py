@@ -30,6 +30,9 @@ from tests.grpc.fronts import FRONTS, GrpcFront, grpc_front
 from tests.sidecar import Sidecar, running_sidecar
 
 pytestmark = pytest.mark.parametrize("front", FRONTS)
+#: The resolver every case runs on (``tests.api.test_invoke_api.resources``); the resolvers themselves are
+#: ``test_invocation``'s and ``test_nameresolution``'s.
+COMPONENT_TYPES = frozenset({"nameresolution.sqlite"})
 APP = "myapp"
 #: Go's ``http.StatusText`` where it differs from Python's phrase (daprd's message is Go's).
 GO_TEXT = {418: "I'm a teapot"}

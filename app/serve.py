@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ import socket
 import sys
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app import instances
@@ -182,16 +184,22 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         exit_code = exit_code or code
         server.should_exit = internal.should_exit = True
 
+    stopping = False  # the sidecar asked the app to stop: how the app ends is then a success, as for ``dapr run``
+
     def on_signal(signum: int) -> None:
+        nonlocal stopping
         if child is not None and child.returncode is None:
+            stopping = True
             child.send_signal(signum)  # the app decides; the sidecar stops when it exits
         else:
             stop(0)
 
     def on_shutdown_request(force: bool) -> None:
+        nonlocal stopping
         if force:
             loop.call_later(FORCE_SHUTDOWN_DELAY, os._exit, 1)
         if child is not None and child.returncode is None:
+            stopping = True
             child.terminate()
         stop(0)
 
@@ -204,6 +212,13 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
         nonlocal exit_code
         code = await process.wait()
         log.info("app command exited with code %d", code)
+        if code == 0 or stopping:
+            status_event(True, "Exited App successfully", settings.log_as_json)
+        elif code < 0:
+            reason = signal.strsignal(-code) or f"signal {-code}"
+            status_event(False, f"The App process was terminated by signal: {reason.lower()}", settings.log_as_json)
+        else:
+            status_event(False, f"The App process exited with error code: {code}", settings.log_as_json)
         exit_code = code if code >= 0 else 128 - code
         server.should_exit = internal.should_exit = True
 
@@ -240,9 +255,22 @@ async def _serve(settings: Settings, command: Sequence[str]) -> int:
                 child.kill()
         if watcher is not None:
             await watcher
-    if not (server.started and internal.started) and not exit_code:
-        exit_code = 1  # a listener failed after binding; uvicorn has said why
+    if not (server.started and internal.started):
+        return exit_code or 1  # a listener failed after binding; uvicorn has said why
+    status_event(True, "Exited Dapr successfully", settings.log_as_json)
     return exit_code
+
+
+def status_event(success: bool, message: str, as_json: bool) -> None:
+    """One of ``dapr run``'s status lines (✅ on stdout, ❌ on stderr; JSON with ``--log-as-json``), so scripts
+    that wait for them, as the quickstarts' README checks wait for "Exited App successfully", work unchanged."""
+    stream = sys.stdout if success else sys.stderr
+    if as_json:
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        line = json.dumps({"time": stamp, "status": "success" if success else "failure", "msg": message})
+    else:
+        line = f"{'✅' if success else '❌'}  {message}"
+    print(line, file=stream, flush=True)
 
 
 def run(settings: Settings, command: Sequence[str]) -> int:

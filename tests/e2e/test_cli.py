@@ -153,16 +153,22 @@ def test_app_command_gets_dapr_environment_and_its_exit_code_is_returned(home: d
     env = {**home, "EXPECTED_GRPC_PORT": grpc}
     argv = ("--app-id", "orders", "--app-port", "9999", "-G", grpc, "--", sys.executable, "-c", APP, "7")
     sidecar = layotto(*argv, env=env)
-    _, stderr = sidecar.communicate(timeout=30)
+    stdout, stderr = sidecar.communicate(timeout=30)
     assert sidecar.returncode == 7, stderr
+    # dapr run's status lines: the app's failure on stderr, the sidecar's clean exit on stdout
+    assert "❌  The App process exited with error code: 7\n" in stderr
+    assert stdout.endswith("✅  Exited Dapr successfully\n"), stdout
+    assert "Exited App successfully" not in stdout
 
 
 def test_sigterm_is_forwarded_to_the_app_and_the_sidecar_follows(home: dict[str, str]) -> None:
     sidecar = layotto("--app-id", "orders", "--app-port", "9999", "--", sys.executable, "-c", APP, "wait", env=home)
     assert sidecar.stdout is not None
     assert sidecar.stdout.readline().strip() == "ready"
-    code, stderr = stop(sidecar)
-    assert code == 0, stderr
+    sidecar.send_signal(signal.SIGTERM)
+    stdout, stderr = sidecar.communicate(timeout=60)
+    assert sidecar.returncode == 0, stderr
+    assert stdout.splitlines()[-2:] == ["✅  Exited App successfully", "✅  Exited Dapr successfully"], stdout
 
 
 def test_bad_spec_fails_start_up_with_one_line(tmp_path: Path) -> None:
@@ -371,9 +377,10 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def test_app_command_needs_no_double_dash(home: dict[str, str]) -> None:
-    sidecar = layotto("--app-id", "orders", "--app-port", "9999", sys.executable, "-c", APP, "7", env=home)
-    _, stderr = sidecar.communicate(timeout=60)
-    assert sidecar.returncode == 7, stderr
+    sidecar = layotto("--app-id", "orders", "--app-port", "9999", sys.executable, "-c", APP, "0", env=home)
+    stdout, stderr = sidecar.communicate(timeout=60)
+    assert sidecar.returncode == 0, stderr
+    assert stdout.splitlines()[-2:] == ["✅  Exited App successfully", "✅  Exited Dapr successfully"], stdout
 
 
 def test_usage_shows_the_app_command() -> None:

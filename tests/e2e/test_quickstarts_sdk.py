@@ -159,9 +159,14 @@ class Run:
             reader.join(10)
 
     def app_lines(self, prefix: str = "") -> list[str]:
-        """The app's own lines (a run file prefixes each with ``== <appID> ==``), without the sidecar's logs."""
+        """The app's own lines (a run file prefixes each with ``== <appID> ==``), without the sidecar's logs and
+        ``dapr run``'s status lines (``✅  Exited App successfully``)."""
         lines = [line.removeprefix(prefix) for line in self.stdout if line.startswith(prefix)]
-        return [line for line in lines if " INFO layotto" not in line and " WARNING layotto" not in line]
+        return [
+            line
+            for line in lines
+            if " INFO layotto" not in line and " WARNING layotto" not in line and not line.startswith(("✅", "❌"))
+        ]
 
 
 @pytest.fixture

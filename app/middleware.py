@@ -5,8 +5,10 @@ match the encoded path and each parameter is unescaped once), check ``dapr-api-t
 ``DAPR_API_TOKEN`` is set (health probes exempt), refuse bodies over ``--max-body-size`` (413, also for
 chunked bodies), refuse malformed escapes (400), and hold API calls until the components are initialised.
 Then ``app.routing.RouteTable`` finds the endpoint (every route, no framework in between: route matching,
-dependency solving and middleware stacks cost more than the work of a state get), the endpoint runs, and
-any error becomes Dapr's answer through the one error table (``app.errors.render_error``).
+dependency solving and middleware stacks cost more than the work of a state get). All of that is
+``FrontDoor.admit``, the one copy the protocol lane (``app.lane``) calls too, so a check added there applies
+to both lanes. Then the endpoint runs, and any error becomes Dapr's answer through the one error table
+(``app.errors.render_error``).
 
 It also runs the ASGI lifespan: the runtime starts with the server and closes with it, and with them the
 gRPC front (``app.grpc``) on ``--dapr-grpc-port``, so both fronts serve together as daprd's.
@@ -20,28 +22,40 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from app.errors import ApiError, error_response, render_error
 from app.governance.front import governed_routes
 from app.paths import MalformedPath, check_escapes, clean
-from app.routing import RouteTable
+from app.routing import Route, RouteTable
 
 if TYPE_CHECKING:
     from app.grpc.server import GrpcFront
+    from app.observability.metrics import DaprMetrics
     from app.runtime import Runtime
 
-__all__ = ("BodyTooLarge", "FrontDoor")
+__all__ = ("UNKNOWN_LENGTH", "Admitted", "BodyTooLarge", "FrontDoor", "plain_response")
 
 log = logging.getLogger("layotto.runtime")
+_TOKEN = b"dapr-api-token"
 _TOKEN_EXEMPT = ("/v1.0/healthz", "/v1.0/healthz/outbound")
 _UNGATED_PREFIXES = ("/v1.0/healthz", "/v1.0/metadata", "/actuator/", "/v1.0/shutdown")
+#: ``Admitted.length`` of a body whose length no ``Content-Length`` gives (chunked): counted while it is read.
+UNKNOWN_LENGTH = -1
 
 
-async def _send_plain(send: Send, status: int, body: bytes) -> None:
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def plain_response(status: int, text: bytes) -> Response:
+    """A plain-text refusal, as Go's ``http.Error`` writes it (headers in daprd's order)."""
+    response = Response(text, status)
+    response.raw_headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(text)).encode()),
+    ]
+    return response
+
+
+_INVALID_TOKEN = plain_response(401, b"invalid api token\n")
 
 
 class BodyTooLarge(ApiError):
@@ -49,6 +63,23 @@ class BodyTooLarge(ApiError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, "ERR_BODY_READ", f"request body exceeds the limit of {limit} bytes")
+
+
+def _too_large(limit: int) -> Response:
+    error = BodyTooLarge(limit)
+    return error_response(error.status, error.code, error.message)
+
+
+def _malformed(exc: MalformedPath) -> Response:
+    if exc.plain:  # as daprd's parameter unescaping answers (Go's http.Error)
+        return plain_response(400, exc.message.encode() + b"\n")
+    return error_response(400, "ERR_MALFORMED_REQUEST", exc.message)
+
+
+#: Where an admitted request goes: the route, its parameters, and its body's ``Content-Length``
+#: (``UNKNOWN_LENGTH`` when chunked). A plain tuple: the hot path makes one per request, and a named tuple's
+#: constructor is a Python call.
+Admitted = tuple[Route, dict[str, str], int]
 
 
 class FrontDoor:
@@ -62,57 +93,75 @@ class FrontDoor:
         #: The gRPC front, while the server's lifespan (or ``lifespan(grpc=True)``) runs.
         self.grpc: GrpcFront | None = None
 
+    def admit(self, scope: Scope, hold: bool = True) -> Admitted | Response | None:
+        """Everything decided before dispatch, the one copy both lanes run (``app.lane.api`` too): the
+        ``Admitted`` route, or the refusal to answer, or ``None`` while the runtime starts (``hold``: wait for
+        it to settle, then admit with ``hold=False``).
+
+        ``scope`` needs ``method``, ``headers`` and the still-encoded ``raw_path`` (else ``path``); it gets the
+        cleaned ``path`` (and ``raw_path``), ``app``, and once admitted the headers without the API token."""
+        raw_path: bytes | None = scope.get("raw_path")
+        encoded = raw_path.decode("latin-1") if raw_path is not None else scope["path"]
+        path = clean(encoded)
+        scope["path"] = path
+        scope["app"] = self
+        headers = scope["headers"]
+        token = self.token
+        if token and not (scope["method"] == "GET" and path in _TOKEN_EXEMPT):
+            if (_TOKEN, token) not in headers:
+                return _INVALID_TOKEN
+            headers = [h for h in headers if h[0] != _TOKEN]
+        length = 0
+        chunked = False  # with a Content-Length the server reads exactly that much: only chunked bodies are counted
+        for name, value in headers:
+            if name == b"content-length":
+                if not value.isdigit():
+                    chunked = True  # the parser refuses these: should one get here, it is counted as read
+                elif int(value) > self.max_body:
+                    return _too_large(self.max_body)
+                else:
+                    length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+        if "%" in path or not path.isascii():  # what check_escapes looks at (no call for a plain path)
+            try:
+                check_escapes(path)
+            except MalformedPath as exc:
+                return _malformed(exc)
+        if hold and not self.runtime.ready and not path.startswith(_UNGATED_PREFIXES):
+            return None  # API calls wait until the components are initialised
+        if path is not encoded:
+            scope["raw_path"] = path.encode("latin-1")
+        scope["headers"] = headers
+        route, params = self.routes.match(scope["method"], path)
+        return route, params, UNKNOWN_LENGTH if chunked else length
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
             return
-        raw_path: bytes | None = scope.get("raw_path")
-        encoded = raw_path.decode("latin-1") if raw_path is not None else scope["path"]
-        path = clean(encoded)
-        scope["path"] = path  # uvicorn makes a scope per request: no copy needed
-        if path is not encoded:
-            scope["raw_path"] = path.encode("latin-1")
-        scope["app"] = self
-        headers = scope["headers"]
-        if self.token and not (scope["method"] == "GET" and path in _TOKEN_EXEMPT):
-            if (b"dapr-api-token", self.token) not in headers:
-                await _send_plain(send, 401, b"invalid api token\n")
-                return
-            scope["headers"] = [h for h in headers if h[0] != b"dapr-api-token"]
-        chunked = False  # with Content-Length, the server reads exactly that much: only chunked bodies are counted
-        for name, value in headers:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
-                await self._too_large(scope, receive, send)
-                return
-            if name == b"transfer-encoding":
-                chunked = True
-        try:
-            check_escapes(path)
-        except MalformedPath as exc:
-            await self._malformed(exc, scope, receive, send)
-            return
-        if not self.runtime.ready and not path.startswith(_UNGATED_PREFIXES):
+        admitted = self.admit(scope)
+        if admitted is None:
             await self.runtime.wait_settled()
-        if chunked:
+            admitted = self.admit(scope, hold=False)
+            assert admitted is not None
+        if isinstance(admitted, Response):
+            await admitted(scope, receive, send)  # a refusal
+            return
+        route, params, length = admitted
+        if length < 0:  # UNKNOWN_LENGTH: chunked
             receive = self._limited(receive)
-        route, params = self.routes.match(scope["method"], path)
         try:
             response = await route.endpoint(Request(scope, receive), **params)
         except Exception as exc:
             response = render_error(exc, self.runtime.settings.app_id)
         await response(scope, receive, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = BodyTooLarge(self.max_body)
-        await error_response(error.status, error.code, error.message)(scope, receive, send)
-
-    @staticmethod
-    async def _malformed(exc: MalformedPath, scope: Scope, receive: Receive, send: Send) -> None:
-        if exc.plain:  # as daprd's parameter unescaping answers (Go's http.Error)
-            await _send_plain(send, 400, exc.message.encode() + b"\n")
-        else:
-            await error_response(400, "ERR_MALFORMED_REQUEST", exc.message)(scope, receive, send)
+    def lane_metrics(self) -> tuple[bool, DaprMetrics | None]:
+        """Whether a request may be served without this door around the route (``ObservedFrontDoor`` observes
+        some things only there), and the metrics to count it in then."""
+        return True, None
 
     def _limited(self, receive: Receive) -> Receive:
         """Counts a chunked body: past the limit, reading it raises ``BodyTooLarge``, which the reader's error

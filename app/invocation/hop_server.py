@@ -29,6 +29,7 @@ from app.governance.access_control import denied
 from app.http_server import hop_protocol
 from app.invocation.hop_security import HopSecurity
 from app.invocation.route import find_target
+from app.middleware import plain_response
 from app.observability.hop import serve_hop
 from app.paths import MalformedPath, check_escapes, clean
 from app.settings import Settings
@@ -37,17 +38,20 @@ from building_blocks.invocation.headers import CALLER_ID, CALLER_NAMESPACE, firs
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
-__all__ = ("HopApp", "bind_internal", "internal_config")
+__all__ = ("HopAdmitted", "HopApp", "bind_internal", "internal_config")
 
 log = logging.getLogger("layotto.invocation")
 _PREFIX = "/v1.0/invoke/"
 _NO_HEADERS = Headers(raw=[])
 
 
-async def _send_plain(send: Send, status: int, body: bytes) -> None:
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+_INVALID_TOKEN = plain_response(401, b"invalid internal token\n")
+_NOT_FOUND = plain_response(404, b"not found: the internal port serves sidecar-to-sidecar invocations only\n")
+_NOT_READY = error_response(500, "ERR_DIRECT_INVOKE", "invoke API is not ready")
+
+
+#: An admitted hop: the app id it addressed and the method it invokes.
+HopAdmitted = tuple[str, str]
 
 
 class HopApp:
@@ -57,47 +61,60 @@ class HopApp:
         self.runtime = runtime
         self.security = security
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return  # no lifespan, no websockets here
-        if not self.security.admits(scope["headers"]):
-            await _send_plain(send, 401, b"invalid internal token\n")
-            return
+    def admit(self, scope: Scope, hold: bool = True) -> HopAdmitted | Response | None:
+        """Everything decided before a hop reaches the invoker, the one copy both lanes run (``app.lane.hop``
+        too): the ``HopAdmitted`` target, or the refusal to answer, or ``None`` while the runtime starts
+        (``hold``: wait for it to settle, then admit with ``hold=False``). ``scope`` needs ``method``,
+        ``headers`` and the still-encoded ``raw_path``."""
+        headers = scope["headers"]
+        if not self.security.admits(headers):
+            return _INVALID_TOKEN
         path = clean(scope["raw_path"].decode("latin-1"))  # routed encoded, unescaped once, as the API port
         try:
             check_escapes(path)
         except MalformedPath as exc:
-            await _send_plain(send, 400, exc.message.encode() + b"\n")
-            return
+            return plain_response(400, exc.message.encode() + b"\n")
         target, method = find_target(path, _NO_HEADERS) if path.startswith(_PREFIX) else ("", "")
         if not target:
-            await _send_plain(send, 404, b"not found: the internal port serves sidecar-to-sidecar invocations only\n")
-            return
-        if not self.runtime.ready:
-            await self.runtime.wait_settled()
-        response = await self.answer(scope, receive, target, method)
-        await response(scope, receive, send)
-
-    async def answer(self, scope: Scope, receive: Receive, target: str, method: str) -> Response:
-        """The answer to an admitted hop for ``target``'s ``method`` (the protocol lane calls this too)."""
+            return _NOT_FOUND
         runtime = self.runtime
-        invoker = runtime.invocation
-        headers = scope["headers"]  # the caller's identity: set by its sidecar, trusted once the hop is admitted
+        if hold and not runtime.ready:
+            return None
+        # The caller's identity: set by its sidecar, trusted once the hop is admitted.
         caller, namespace = (
             first(headers, CALLER_ID).decode("latin-1"),
             first(headers, CALLER_NAMESPACE).decode("latin-1"),
         )
         refusal = denied(runtime, caller, namespace, target, method, scope["method"])  # spec.accessControl
         if refusal is not None:
-            response = refusal
-        elif invoker is None:
-            response = error_response(500, "ERR_DIRECT_INVOKE", "invoke API is not ready")
+            return refusal
+        if runtime.invocation is None:
+            return _NOT_READY
+        return target, method
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan, no websockets here
+        admitted = self.admit(scope)
+        if admitted is None:
+            await self.runtime.wait_settled()
+            admitted = self.admit(scope, hold=False)
+            assert admitted is not None
+        if isinstance(admitted, Response):
+            response = admitted  # a refusal
         else:
-            try:
-                response = await serve_hop(runtime, invoker.serve_hop, Request(scope, receive), target, method)
-            except Exception as exc:
-                response = render_error(exc, runtime.settings.app_id)
-        return response
+            response = await self.answer(scope, receive, *admitted)
+        await response(scope, receive, send)
+
+    async def answer(self, scope: Scope, receive: Receive, target: str, method: str) -> Response:
+        """The invoker's answer to an admitted hop for ``target``'s ``method`` (the protocol lane calls this too)."""
+        runtime = self.runtime
+        invoker = runtime.invocation
+        assert invoker is not None, "admitted"
+        try:
+            return await serve_hop(runtime, invoker.serve_hop, Request(scope, receive), target, method)
+        except Exception as exc:
+            return render_error(exc, runtime.settings.app_id)
 
 
 def bind_internal(settings: Settings) -> socket.socket:

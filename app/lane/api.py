@@ -1,19 +1,17 @@
-"""The API port's lane: state get and save, publish and service invocation, claimed from the front door's
-route table and answered by the very endpoints the ASGI app runs.
+"""The API port's lane: state get and save, publish and service invocation, served by the very endpoints the
+ASGI app runs, after the very checks it makes.
 
-A request is claimed only when the front door would take it straight to one of those endpoints: the
-runtime is ready, the API token (when set) is right, the body has a ``Content-Length`` within
-``--max-body-size`` (within the invocation block's small-body size for an invocation, whose larger bodies
-stream on the ASGI lane), the path's escapes are valid, and the table's route for it is one of the owned
-endpoints — a table narrowed by ``spec.api`` or wrapped by an HTTP pipeline has other endpoints, so with
-either the lane claims nothing of what they touch. API logging, tracing and ``spec.metrics.recordErrorCodes``
-run in the observed front door only: while any is on, nothing is claimed. Everything the door would refuse
-(401, 413, 400) is left to it, so refusals are the door's own.
+The front door's ``admit`` decides for both lanes (cleaned path, API token, body limits, escapes, the
+start-up gate, the route): its refusals (401, 413, 400) the lane answers as the door would, and an admitted
+request it claims when the route is one of the owned endpoints and its body has a ``Content-Length`` (within
+the invocation block's small-body size for an invocation, whose larger bodies stream on the ASGI lane). A
+table narrowed by ``spec.api`` or wrapped by an HTTP pipeline has other endpoints, so the lane claims nothing
+of what they touch. What the door observes around the route only (API logging, tracing,
+``spec.metrics.recordErrorCodes``) keeps every request on the ASGI lane while it is on
+(``FrontDoor.lane_metrics``); metrics are counted with the door's own call (``count_request``).
 
-The claimed request runs the route's endpoint on uvicorn's scope (the door's changes made: cleaned path,
-token removed, ``app``), or ``read_state`` directly for a state get (``get_state`` is that call), errors go
-through the one error table, and the observed door's metrics are recorded with the same calls
-(``DaprMetrics.http_server``, ``invocation_sent``/``invocation_answered``).
+The claimed request runs the route's endpoint on uvicorn's scope as the door completed it, or ``read_state``
+directly for a state get (``get_state`` is that call), and errors go through the one error table.
 """
 
 from __future__ import annotations
@@ -28,9 +26,9 @@ from starlette.responses import Response
 
 from app.errors import render_error
 from app.lane.cycle import LaneCycle, Serve
-from app.lane.relay import write_response
-from app.observability.front import ObservedFrontDoor, _invoked
-from app.paths import MalformedPath, check_escapes, clean
+from app.lane.relay import serve_refusal, write_response
+from app.middleware import UNKNOWN_LENGTH
+from app.observability.front import count_request
 from app.routers import invoke, publish, state
 from building_blocks.invocation.body import SMALL_BODY
 
@@ -41,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ("ApiLane",)
 
-_TOKEN = b"dapr-api-token"
 #: Verbs an invocation is claimed for (``HEAD`` answers and ``CONNECT`` stay with the ASGI lane).
 _INVOKED_VERBS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
@@ -53,9 +50,6 @@ class ApiLane:
         self.door = door
         self.runtime = door.runtime
         self.app_id = door.runtime.settings.app_id
-        self.token = door.token
-        self.max_body = door.max_body
-        self.observed = isinstance(door, ObservedFrontDoor)
         #: The owned endpoints: how the lane serves each, and whether it is an invocation.
         self._owned: dict[Callable[..., Awaitable[Response]], tuple[Serve, bool]] = {
             state.get_state: (self._read_state, False),
@@ -69,61 +63,43 @@ class ApiLane:
     def claim(
         self, protocol: LaneProtocol, method_bytes: bytes, url: bytes, headers: list[tuple[bytes, bytes]]
     ) -> LaneCycle | None:
-        runtime = self.runtime
-        if not runtime.ready:
-            return None  # the door holds API calls until the components are initialised
-        metrics: DaprMetrics | None = None
-        if self.observed and (observability := runtime.observability) is not None:
-            if observability.api_log is not None or observability.tracing is not None:
-                return None
-            metrics = observability.metrics
-            if metrics is not None and metrics.record_error_codes:
-                return None  # counted off the error bodies by the observed door only
-        length = 0
-        for name, value in headers:
-            if name == b"content-length":
-                if not value.isdigit():
-                    return None
-                length = int(value)
-            elif name == b"transfer-encoding":
-                return None
-        if length > self.max_body:
+        door = self.door
+        plain, metrics = door.lane_metrics()
+        if not plain:
             return None
-        token = self.token
-        if token:
-            if (_TOKEN, token) not in headers:
-                return None
-            headers = [header for header in headers if header[0] != _TOKEN]
         try:
             parsed = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
             return None
-        path = clean(parsed.path.decode("latin-1"))
-        try:
-            check_escapes(path)
-        except MalformedPath:
-            return None
-        method = method_bytes.decode("ascii")
-        route, params = self.door.routes.match(method, path)
+        raw_path: bytes | None = parsed.path
+        if raw_path is None or not raw_path.isascii():
+            return None  # uvicorn's own refusal on the ASGI lane
+        scope: dict[str, Any] = protocol.scope  # type: ignore[assignment]  # uvicorn's TypedDict, extended
+        method = scope["method"] = method_bytes.decode("ascii")  # what uvicorn would set, then the door
+        scope["raw_path"] = raw_path
+        scope["query_string"] = parsed.query or b""
+        admitted = door.admit(scope)
+        if admitted is None:
+            return None  # held until the runtime settles: the ASGI lane waits
+        keep_alive = protocol.parser.should_keep_alive()
+        if isinstance(admitted, Response):  # the door's refusal
+            refuse = serve_refusal(admitted)
+            return LaneCycle(
+                protocol, scope, {}, _measured(refuse, metrics) if metrics is not None else refuse, keep_alive, True
+            )
+        route, params, length = admitted
         owned = self._owned.get(route.endpoint)
-        if owned is None:
+        if owned is None or length == UNKNOWN_LENGTH:
+            scope["headers"] = headers  # as uvicorn made them: the door checks them again
             return None
         serve, invocation = owned
         if invocation and (length > SMALL_BODY or method not in _INVOKED_VERBS):
+            scope["headers"] = headers
             return None
-        scope: dict[str, Any] = protocol.scope  # type: ignore[assignment]  # uvicorn's TypedDict, extended
-        scope.update(  # what uvicorn and then the door would set
-            method=method,
-            path=path,
-            raw_path=path.encode("latin-1"),
-            query_string=parsed.query or b"",
-            headers=headers,
-            app=self.door,
-        )
         if metrics is not None:
             serve = self._measured.get(serve) or self._measured.setdefault(serve, _measured(serve, metrics))
         eager = route.endpoint is state.get_state  # reads no body
-        return LaneCycle(protocol, scope, params, serve, protocol.parser.should_keep_alive(), eager)
+        return LaneCycle(protocol, scope, params, serve, keep_alive, eager)
 
     async def _read_state(self, cycle: LaneCycle) -> None:
         params = cycle.params
@@ -154,14 +130,6 @@ def _measured(serve: Serve, metrics: DaprMetrics) -> Serve:
         try:
             await serve(cycle)
         finally:
-            seconds = perf_counter() - started
-            scope = cycle.scope
-            path = scope["path"]
-            length = next((int(v) for n, v in scope["headers"] if n == b"content-length"), 0)
-            metrics.http_server(cycle.method, path, cycle.status, length, cycle.sent, seconds)
-            target = _invoked(path)
-            if target:
-                metrics.invocation_sent(target)
-                metrics.invocation_answered(target, cycle.status, seconds)
+            count_request(metrics, cycle.scope, cycle.status, cycle.sent, perf_counter() - started)
 
     return measured

@@ -1,23 +1,22 @@
 """The internal listener's lane: authenticated hops from other sidecars, served below ``HopApp``.
 
-Claimed only when ``HopApp`` would go straight to the invoker: the hop's secret is right, the path's escapes
-are valid and name an invocation, the runtime is ready, and the body has a ``Content-Length`` within the
-invocation block's small-body size (larger or chunked bodies stream on the ASGI lane). Refusals (401, 400,
-404) stay ``HopApp``'s. The claimed hop is answered by ``HopApp.answer`` itself (access control, the invoker,
-the error table), and its answer is relayed by ``app.lane.relay``.
+``HopApp.admit`` decides for both lanes (the hop's secret, escapes, an invocation path, the start-up gate,
+access control, the invoker): its refusals the lane answers as ``HopApp`` would, and an admitted hop it
+serves with ``HopApp.answer`` itself (the invoker, the error table), relayed by ``app.lane.relay``. Only
+bodies with a ``Content-Length`` within the invocation block's small-body size are claimed: larger or chunked
+ones stream on the ASGI lane, and so do the verbs whose answers it frames differently (``HEAD``, ...).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import httptools
-from starlette.datastructures import Headers
+from starlette.responses import Response
 
-from app.invocation.route import find_target
 from app.lane.cycle import LaneCycle
-from app.lane.relay import write_response
-from app.paths import MalformedPath, check_escapes, clean
+from app.lane.relay import serve_refusal, write_response
 from building_blocks.invocation.body import SMALL_BODY
 
 if TYPE_CHECKING:
@@ -26,26 +25,19 @@ if TYPE_CHECKING:
 
 __all__ = ("HopLane",)
 
-_PREFIX = "/v1.0/invoke/"
-_NO_HEADERS = Headers(raw=[])
 _VERBS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 class HopLane:
-    """Claims the hops ``app`` (the internal listener's ASGI app) would hand to the invoker."""
+    """Claims the hops ``app`` (the internal listener's ASGI app) admits."""
 
     def __init__(self, app: HopApp) -> None:
         self.app = app
-        self.runtime = app.runtime
-        self.security = app.security
 
     def claim(
         self, protocol: LaneProtocol, method_bytes: bytes, url: bytes, headers: list[tuple[bytes, bytes]]
     ) -> LaneCycle | None:
-        runtime = self.runtime
-        if not runtime.ready or runtime.invocation is None or not self.security.admits(headers):
-            return None
-        for name, value in headers:
+        for name, value in headers:  # framing the lane reads whole: a small Content-Length body, or none
             if (name == b"content-length" and not (value.isdigit() and int(value) <= SMALL_BODY)) or (
                 name == b"transfer-encoding"
             ):
@@ -57,18 +49,22 @@ class HopLane:
             parsed = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
             return None
-        path = clean(parsed.path.decode("latin-1"))
-        if not path.startswith(_PREFIX):
-            return None
-        try:
-            check_escapes(path)
-        except MalformedPath:
-            return None
-        target, invoked = find_target(path, _NO_HEADERS)
-        if not target:
-            return None
+        raw_path: bytes | None = parsed.path
+        if raw_path is None or not raw_path.isascii():
+            return None  # uvicorn's own refusal on the ASGI lane
+        path = raw_path.decode("ascii")
         scope: dict[str, Any] = protocol.scope  # type: ignore[assignment]  # uvicorn's TypedDict, extended
-        scope.update(method=method, path=path, raw_path=path.encode("latin-1"), query_string=parsed.query or b"")
+        scope["method"] = method  # as uvicorn sets them
+        scope["path"] = unquote(path) if "%" in path else path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = parsed.query or b""
+        admitted = self.app.admit(scope)
+        if admitted is None:
+            return None  # held until the runtime settles: the ASGI lane waits
+        if isinstance(admitted, Response):
+            refuse = serve_refusal(admitted)
+            return LaneCycle(protocol, scope, {}, refuse, protocol.parser.should_keep_alive(), eager=True)
+        target, invoked = admitted
         params = {"target": target, "method": invoked}
         return LaneCycle(protocol, scope, params, self._serve, protocol.parser.should_keep_alive())
 

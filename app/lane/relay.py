@@ -15,9 +15,9 @@ from starlette.responses import Response
 
 from app.http_client import HttpClientError
 from app.invocation.relay import Relay, whole_body
-from app.lane.cycle import LaneCycle
+from app.lane.cycle import LaneCycle, Serve
 
-__all__ = ("write_response",)
+__all__ = ("serve_refusal", "write_response")
 
 log = logging.getLogger("layotto.invocation")
 
@@ -29,6 +29,15 @@ async def write_response(cycle: LaneCycle, response: Response) -> None:
     cycle.respond(response.status_code, response.raw_headers, bytes(response.body))
     if response.background is not None:
         await response.background()
+
+
+def serve_refusal(response: Response) -> Serve:
+    """Serves a door's refusal (it reads no body: its cycle runs eagerly)."""
+
+    async def refuse(cycle: LaneCycle) -> None:
+        await write_response(cycle, response)
+
+    return refuse
 
 
 async def _relay(cycle: LaneCycle, relay: Relay) -> None:

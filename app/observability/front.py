@@ -9,34 +9,60 @@ name the API call's span before the route runs, and the response carries them (a
 from __future__ import annotations
 
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from starlette.types import Message, Receive, Scope, Send
 
 from app.middleware import FrontDoor
 
-__all__ = ("ObservedFrontDoor",)
+if TYPE_CHECKING:
+    from app.observability.metrics import DaprMetrics
+
+__all__ = ("ObservedFrontDoor", "count_request", "invoked_app")
 
 _INVOKE = "/v1.0/invoke/"
 #: How much of an error answer is kept to read its ``errorCode`` (``spec.metrics.recordErrorCodes``).
 _ERROR_BODY_LIMIT = 4096
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else 0
-    return 0
-
-
-def _invoked(path: str) -> str:
+def invoked_app(path: str) -> str:
     """The target app of an invocation path (``/v1.0/invoke/<app>/method/...``), else ``""``."""
     if not path.startswith(_INVOKE):
         return ""
     return path[len(_INVOKE) :].partition("/")[0]
 
 
+def count_request(metrics: DaprMetrics, scope: Scope, status: int, sent: int, seconds: float) -> None:
+    """One API call in daprd's HTTP server metrics (and an invocation's counts): the one copy both lanes call,
+    once the route answered ``status`` with ``sent`` body bytes."""
+    received = 0
+    for name, value in scope["headers"]:  # inline: this runs for every request
+        if name == b"content-length":
+            received = int(value) if value.isdigit() else 0
+            break
+    path = scope["path"]
+    metrics.http_server(scope["method"], path, status, received, sent, seconds)
+    target = invoked_app(path)
+    if target:
+        metrics.invocation_sent(target)
+        metrics.invocation_answered(target, status, seconds)
+
+
 class ObservedFrontDoor(FrontDoor):
     """``FrontDoor`` with metrics, API logging and tracing around each request."""
+
+    def lane_metrics(self) -> tuple[bool, DaprMetrics | None]:
+        """API logging, tracing and error codes (read off the answer's body) are observed here only: while one
+        is on, a lane leaves every request to this door."""
+        observability = self.runtime.observability
+        if observability is None:
+            return True, None
+        if observability.api_log is not None or observability.tracing is not None:
+            return False, None
+        metrics = observability.metrics
+        if metrics is not None and metrics.record_error_codes:
+            return False, None
+        return True, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         observability = self.runtime.observability
@@ -77,16 +103,12 @@ class ObservedFrontDoor(FrontDoor):
             seconds = perf_counter() - started
             if span is not None:
                 span.end(status)
-            method, path = scope["method"], scope["path"]
             if metrics is not None:
-                metrics.http_server(method, path, status, _content_length(scope["headers"]), size, seconds)
+                count_request(metrics, scope, status, size, seconds)
                 if error_body:
                     metrics.error_body(error_body)
-                target = _invoked(path)
-                if target:
-                    metrics.invocation_sent(target)
-                    metrics.invocation_answered(target, status, seconds)
             api_log = observability.api_log
             if api_log is not None:
+                method, path = scope["method"], scope["path"]
                 template = self.routes.match(method, path).route.template if api_log.obfuscate else None
                 api_log.request(method, path, template, status, size, seconds, scope)

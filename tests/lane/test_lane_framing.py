@@ -5,9 +5,6 @@ close, slow senders, oversized heads and bodies)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,58 +12,13 @@ import pytest
 from app.lane.api import ApiLane
 from app.lane.cycle import LaneCycle
 from app.main import create_app
-from app.middleware import FrontDoor
 from app.settings import Settings
-from tests.lane.wire import Answer, connect, request, served
+from tests.lane.conftest import TOKEN, Pair
+from tests.lane.wire import connect, exchange, request, served
 from tests.sidecar import component_yaml
-
-TOKEN = "s3cret-token"
-
-
-@dataclass
-class Pair:
-    """One sidecar app served twice: on the protocol lane and on the ASGI lane; ``claimed`` counts claims."""
-
-    app: FrontDoor
-    lane_port: int
-    asgi_port: int
-    claimed: list[str]
-
-
-@pytest.fixture
-async def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Pair]:
-    (tmp_path / "state.yaml").write_text(component_yaml("statestore", "state.in-memory"))
-    (tmp_path / "pubsub.yaml").write_text(component_yaml("pubsub", "pubsub.in-memory"))
-    settings = Settings(
-        app_id="laneapp", resources_paths=(tmp_path,), api_token=TOKEN, max_body_size=4096, metrics_port=0
-    )
-    app = create_app(settings)
-    claimed: list[str] = []
-    claim = ApiLane.claim
-
-    def spying(self: ApiLane, *args: object) -> LaneCycle | None:
-        cycle = claim(self, *args)  # type: ignore[arg-type]
-        if cycle is not None:
-            claimed.append(cycle.scope["path"])
-        return cycle
-
-    monkeypatch.setattr(ApiLane, "claim", spying)
-    async with app.lifespan():
-        await app.runtime.wait_ready()
-        async with served(app, settings) as asgi_port:
-            lane_settings = dataclasses.replace(settings, http_lane="protocol")
-            async with served(app, lane_settings) as lane_port:
-                yield Pair(app, lane_port, asgi_port, claimed)
-
 
 AUTH = [("dapr-api-token", TOKEN)]
 SAVE = request("POST", "/v1.0/state/statestore", b'[{"key":"k","value":{"n":1}}]', AUTH)
-
-
-async def exchange(port: int, data: bytes, count: int = 1) -> list[Answer]:
-    async with connect(port) as connection:
-        await connection.send(data)
-        return await connection.answers(count)
 
 
 # -- same wire, and actually the lane ------------------------------------------------------------------------
@@ -122,9 +74,15 @@ async def test_hot_routes_are_claimed_and_the_rest_is_not(pair: Pair) -> None:
         "/v1.0/invoke/nobody/method/m",
     ]
     pair.claimed.clear()
-    for data in CASES[-9:-3]:  # refusals and metadata are the ASGI app's
+    for data in CASES[-9:-3]:  # the door's refusals (answered by the lane), then metadata (the ASGI app's)
         await exchange(pair.lane_port, data)
-    assert pair.claimed == ["/v1.0/state/statestore/k"] * 2  # connection: close, and HEAD (a GET route)
+    assert pair.claimed == [
+        "/v1.0/state/statestore/k",  # no token: 401
+        "/v1.0/state/statestore/%zz",  # 400
+        "/v1.0/state/statestore",  # 413
+        "/v1.0/state/statestore/k",  # connection: close
+        "/v1.0/state/statestore/k",  # HEAD (a GET route)
+    ]
 
 
 async def test_the_token_is_not_passed_on_and_metrics_are_counted(pair: Pair) -> None:

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 
 import httptools
 import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.middleware import FrontDoor
 from app.settings import Settings
 
-__all__ = ("Answer", "Connection", "connect", "request", "served")
+__all__ = ("Answer", "Connection", "connect", "exchange", "request", "served")
 
 
 @dataclass
@@ -108,14 +110,25 @@ async def connect(port: int) -> AsyncIterator[Connection]:
         await connection.close()
 
 
+async def exchange(port: int, data: bytes, count: int = 1) -> list[Answer]:
+    """``data`` sent on a new connection, and its first ``count`` answers."""
+    async with connect(port) as connection:
+        await connection.send(data)
+        return await connection.answers(count)
+
+
 @contextlib.asynccontextmanager
-async def served(app: FrontDoor, settings: Settings) -> AsyncIterator[int]:
-    """``app`` behind uvicorn on a free loopback port, with the protocol ``settings.http_lane`` names."""
+async def served(
+    app: FrontDoor | ASGIApp, settings: Settings | None = None, http: type[HttpToolsProtocol] | None = None
+) -> AsyncIterator[int]:
+    """``app`` behind uvicorn on a free loopback port, with the protocol ``settings.http_lane`` names for the
+    API port (or ``http``)."""
     from app.http_server import api_protocol
 
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, http=api_protocol(settings, app), lifespan="off", log_config=None
-    )
+    if http is None:
+        assert isinstance(app, FrontDoor) and settings is not None
+        http = api_protocol(settings, app)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=http, lifespan="off", log_config=None)
     config.server_header = False
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -36,6 +36,9 @@ CONNECT_TIMEOUT = 5.0
 class AppChannel:
     """The local app at ``address:port``."""
 
+    #: An HTTP request needs a verb: a gRPC ``InvokeService`` sent without one is refused (as daprd's HTTP channel).
+    needs_verb = True
+
     def __init__(self, address: str, port: int, api_token: str = "", max_concurrency: int = -1) -> None:
         self.address = address
         self.port = port

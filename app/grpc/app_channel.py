@@ -91,6 +91,8 @@ def _route(path: str) -> str:
 class GrpcAppChannel(AppChannel):
     """The app at ``address:port``, over gRPC (plaintext HTTP/2)."""
 
+    needs_verb = False  # ``OnInvoke`` takes a request without an HTTP extension as it was sent
+
     def __init__(
         self,
         address: str,

@@ -19,7 +19,8 @@ from app.invocation.hop_security import HopSecurity
 from app.invocation.relay import Relay, Upstream
 from app.invocation.transport import HttpTransport
 from app.settings import Settings
-from building_blocks.invocation.base import MISROUTED, Call
+from building_blocks.errors import InvocationFailed
+from building_blocks.invocation.base import MISROUTED, SIDECAR_ERROR, Call
 from building_blocks.invocation.block import InvocationBlock, Misrouted
 from building_blocks.invocation.body import RequestBody
 from building_blocks.invocation.endpoints import HttpEndpoint
@@ -78,5 +79,9 @@ class Invoker:
         except Misrouted as exc:
             response = error_response(500, "ERR_DIRECT_INVOKE", str(exc))
             response.headers[MISROUTED] = "1"
+            return response
+        except InvocationFailed as exc:  # this sidecar's failure to deliver, not an answer of its app
+            response = error_response(500, "ERR_DIRECT_INVOKE", str(exc))
+            response.headers[SIDECAR_ERROR] = "1"
             return response
         return Relay(upstream)

@@ -30,6 +30,9 @@ __all__ = ("HttpTransport",)
 CONNECT_TIMEOUT = 5.0
 #: How many hop paths and sidecar addresses keep their parsed form (methods come from clients: bounded).
 _TARGETS_KEPT = 1024
+#: What marks a gRPC ``InvokeService`` sent without a verb (``app.grpc.dapr.invoke``): daprd's HTTP channel
+#: refuses such a call, and so does this one when it comes over the hop.
+_WITHOUT_VERB = b"layotto-http-extension"
 
 
 def _go_op(verb: str) -> str:
@@ -76,6 +79,11 @@ class HttpTransport:
     async def app(self, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody) -> Upstream:
         channel = self.channel
         assert channel is not None, "the block checks has_app first"
+        if channel.needs_verb:
+            for name, value in headers:
+                if name == _WITHOUT_VERB:  # InvokeService without a verb, over the hop: HTTP has none to send
+                    refusal = "invalid HTTP verb" if value == b"none" else "missing HTTP extension field"
+                    raise TransportFailed(f"rpc error: code = InvalidArgument desc = {refusal}")
         encoded = self._methods.get(method)
         if encoded is None:
             if len(self._methods) >= _TARGETS_KEPT:

@@ -15,11 +15,14 @@ from building_blocks.invocation.body import RequestBody
 from building_blocks.invocation.headers import Headers
 from building_blocks.invocation.targets import Target
 
-__all__ = ("MISROUTED", "Call", "Reply", "Transport", "TransportFailed")
+__all__ = ("MISROUTED", "SIDECAR_ERROR", "Call", "Reply", "Transport", "TransportFailed")
 
 #: The header a sidecar answers a hop with when it no longer serves the app id asked for (a stale registry
 #: row): the caller then tries the next instance.
 MISROUTED = "layotto-misrouted"
+#: The header a sidecar answers a hop with when the error is its own, not its app's (``ERR_DIRECT_INVOKE``):
+#: a gRPC front reports it as daprd does (INTERNAL with the message), not as an app's HTTP status.
+SIDECAR_ERROR = "layotto-sidecar-error"
 
 
 class Reply(Protocol):

@@ -62,7 +62,9 @@ _NEVER_FORWARDED = HOP_BY_HOP | {
     _OLD_MARKER,
 }
 _NOT_FORWARDED = _NEVER_FORWARDED | _IDENTITY
-_NOT_RELAYED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
+#: What a target's answer never carries back: framing, the sidecar's own ``Date``/``Server``, and the marks
+#: of a sidecar's own answer to a hop (an app must not pass for its sidecar).
+_NOT_RELAYED = HOP_BY_HOP | {b"content-length", b"date", b"server", b"layotto-sidecar-error", b"layotto-misrouted"}
 _TRACE_PARENT = re.compile(rb"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
 

@@ -118,3 +118,34 @@ async def test_a_url_target_gets_a_plain_post(tmp_path: Path) -> None:
         seen = await invoke(f"127.0.0.1:{sidecar.grpc_port}", f"http://127.0.0.1:{port}", None)
     assert (seen["method"], seen["path"], seen["body"]) == ("POST", "/seen", "body")
     assert "layotto-http-extension" not in [name for name, _ in seen["headers"]]
+
+
+@pytest.fixture(scope="module")
+def http_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcSidecar]:
+    """A sidecar with no app, and the sidecar of an HTTP app it calls; yields the caller."""
+    home = tmp_path_factory.mktemp("verbs-http")
+    port = free_port()
+    app = [sys.executable, "-m", "tests.e2e.apps.echo"]
+    with (
+        grpc_sidecar(home, "--app-port", str(port), env={"PORT": str(port)}, app_id="web4", command=app),
+        grpc_sidecar(home, app_id="caller4") as caller,
+    ):
+        yield caller
+
+
+@pytest.mark.parametrize(
+    ("extension", "refusal"),
+    [(None, "missing HTTP extension field"), (common_pb2.HTTPExtension(verb=_VERB.NONE), "invalid HTTP verb")],
+)
+async def test_across_the_hop_an_http_app_refuses_it(
+    http_pair: GrpcSidecar, extension: common_pb2.HTTPExtension | None, refusal: str
+) -> None:
+    """The callee's HTTP channel refuses what has no verb, as daprd's does; a call with one still goes through."""
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await invoke(http_pair.grpc_address, "web4", extension)
+    assert refused.value.code() == grpc.StatusCode.INTERNAL
+    assert refused.value.details() == (
+        f"failed to invoke, id: web4, err: rpc error: code = InvalidArgument desc = {refusal}"
+    )
+    seen = await invoke(http_pair.grpc_address, "web4", common_pb2.HTTPExtension(verb=_VERB.PUT))
+    assert (seen["method"], seen["path"], seen["body"]) == ("PUT", "/seen", "body")

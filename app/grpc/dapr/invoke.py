@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterable
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import invoke_pb2
 from google.protobuf import any_pb2
@@ -24,7 +25,7 @@ from app.errors import ApiError, GrpcCode, WireError
 from app.grpc.dapr.base import Context, Part
 from app.grpc.status import abort_with
 from building_blocks.errors import InvalidRequest, InvocationFailed
-from building_blocks.invocation.base import Call
+from building_blocks.invocation.base import SIDECAR_ERROR, Call
 from building_blocks.invocation.body import RequestBody
 from building_blocks.invocation.headers import Headers
 from building_blocks.invocation.targets import TargetKind, parse_target
@@ -77,6 +78,15 @@ def _phrase(status: int) -> str:
         return _GO_TEXT.get(status) or HTTPStatus(status).phrase
     except ValueError:
         return ""
+
+
+def _message_of(body: bytes) -> str:
+    """The ``message`` of a sidecar's error body (``{"errorCode", "message"}``)."""
+    try:
+        message = orjson.loads(body).get("message")
+    except (orjson.JSONDecodeError, AttributeError):
+        message = None
+    return message if isinstance(message, str) else body.decode(errors="replace")
 
 
 def _failure(status: int, body: bytes) -> WireError:
@@ -133,6 +143,8 @@ class InvokeMethods(Part):
         finally:
             await reply.aclose()
         status = reply.status_code
+        if reply.header(SIDECAR_ERROR):  # the callee's sidecar failed to deliver: daprd's INTERNAL, its message
+            raise ApiError(500, "ERR_DIRECT_INVOKE", _message_of(content))
         await context.send_initial_metadata((("dapr-http-status", str(status)),))
         if not 200 <= status < 300:
             await abort_with(context, _failure(status, content))

@@ -128,7 +128,7 @@ class FrontDoor:
                 check_escapes(path)
             except MalformedPath as exc:
                 return _malformed(exc)
-        if hold and not self.runtime.ready and not path.startswith(_UNGATED_PREFIXES):
+        if hold and not self.runtime.core.ready and not path.startswith(_UNGATED_PREFIXES):  # (no property call)
             return None  # API calls wait until the components are initialised
         if path is not encoded:
             scope["raw_path"] = path.encode("latin-1")

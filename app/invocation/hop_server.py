@@ -78,7 +78,7 @@ class HopApp:
         if not target:
             return _NOT_FOUND
         runtime = self.runtime
-        if hold and not runtime.ready:
+        if hold and not runtime.core.ready:  # (no property call)
             return None
         # The caller's identity: set by its sidecar, trusted once the hop is admitted.
         caller, namespace = (

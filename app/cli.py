@@ -134,7 +134,8 @@ def _run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add("--read-buffer-size", type=parse_size, help="largest request head: request line and headers (default 4Ki)")
     add("--dapr-http-read-buffer-size", type=int, help="legacy form of --read-buffer-size, in KB")
     add("--dapr-graceful-shutdown-seconds", type=float, help="drain time on shutdown (default 5)")
-    add("--http-lane", choices=["asgi", "protocol"], help=argparse.SUPPRESS)  # app.lane; $LAYOTTO_HTTP_LANE
+    # app.lane: "protocol" (the default) or "asgi"; $LAYOTTO_HTTP_LANE. Not Dapr's: hidden, in the README.
+    add("--http-lane", choices=["asgi", "protocol"], help=argparse.SUPPRESS)
     _switch(run, "--enable-app-health-check", help="probe the app's health path")
     add("--app-health-check-path", help="path probed on the app (default /healthz)")
     add("--app-health-probe-interval", type=int, help="seconds between probes (default 5)")

@@ -91,7 +91,7 @@ def bounded_protocol(read_buffer_size: int) -> type[HttpToolsProtocol]:
 
 
 def api_protocol(settings: Settings, door: FrontDoor) -> type[HttpToolsProtocol]:
-    """The API port's protocol: with ``--http-lane protocol``, the hot routes on ``app.lane``."""
+    """The API port's protocol: the hot routes on ``app.lane`` (the default; ``--http-lane asgi``: none)."""
     if settings.http_lane != "protocol":
         return bounded_protocol(settings.read_buffer_size)
     from app.lane.api import ApiLane
@@ -101,7 +101,7 @@ def api_protocol(settings: Settings, door: FrontDoor) -> type[HttpToolsProtocol]
 
 
 def hop_protocol(settings: Settings, app: HopApp) -> type[HttpToolsProtocol]:
-    """The internal listener's protocol: with ``--http-lane protocol``, hops on ``app.lane``."""
+    """The internal listener's protocol: hops on ``app.lane`` (the default; ``--http-lane asgi``: none)."""
     if settings.http_lane != "protocol":
         return bounded_protocol(settings.read_buffer_size)
     from app.lane.hop import HopLane

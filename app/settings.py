@@ -96,10 +96,10 @@ class Settings:
     #: Control-plane addresses of Dapr's actor placement and job scheduler services.
     placement_host_address: str = ""
     scheduler_host_address: str = ""
-    #: Which lane serves the hot routes (``LAYOTTO_HTTP_LANE``, hidden ``--http-lane``): ``asgi`` = every
-    #: request through the ASGI app; ``protocol`` = state get/save, publish and invocation on the protocol
-    #: lane below it (``app.lane``), the rest through the ASGI app.
-    http_lane: str = "asgi"
+    #: Which lane serves the hot routes (``LAYOTTO_HTTP_LANE``, hidden ``--http-lane``): ``protocol`` (the
+    #: default) = state get/save, publish and invocation on the protocol lane below the ASGI app
+    #: (``app.lane``), the rest through the ASGI app; ``asgi`` = every request through the ASGI app.
+    http_lane: str = "protocol"
     #: The environment as the sidecar saw it at start, for ``envRef`` and child processes.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -125,7 +125,7 @@ class Settings:
             "internal_tls_cert_file": _path(env.get("LAYOTTO_INTERNAL_TLS_CERT_FILE")),
             "internal_tls_key_file": _path(env.get("LAYOTTO_INTERNAL_TLS_KEY_FILE")),
             "internal_tls_ca_file": _path(env.get("LAYOTTO_INTERNAL_TLS_CA_FILE")),
-            "http_lane": env.get("LAYOTTO_HTTP_LANE") or "asgi",
+            "http_lane": env.get("LAYOTTO_HTTP_LANE") or "protocol",
         }
         settings = cls(environ=env, **from_env)
         return replace(settings, **{name: value for name, value in flags.items() if value is not None})

@@ -76,7 +76,7 @@ class LaneProtocol(BoundedHeadProtocol):
         cycle: Any = self.cycle
         if type(cycle) is LaneCycle:
             if not cycle.eager:  # bounded: the lane claims only bodies of a Content-Length it accepts
-                cycle.body += body
+                cycle.chunks.append(body)
             return
         super().on_body(body)
 

@@ -298,9 +298,11 @@ async def test_a_real_prometheus_scrapes_the_sidecar(sidecar: tuple[Sidecar, int
             while True:
                 assert process.returncode is None, log.read_text()
                 try:
-                    answer = (await client.get("/api/v1/query", params={"query": query})).json()
+                    reply = await client.get("/api/v1/query", params={"query": query})
                 except httpx.TransportError:
-                    answer = {}
+                    reply = None
+                # Until its storage is ready, Prometheus answers 503 with a plain-text body: ask again.
+                answer = reply.json() if reply is not None and reply.status_code == 200 else {}
                 result = answer.get("data", {}).get("result", [])
                 if result:
                     break

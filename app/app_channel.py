@@ -18,7 +18,8 @@ from collections.abc import AsyncIterable, Callable, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from app.http_client import HttpClient, ReadTimeout, Response, request_target
+from app.http_client import Exchange, HttpClient, ReadTimeout, Response, request_target
+from building_blocks.invocation.body import SMALL_BODY
 
 if TYPE_CHECKING:
     from app.observability.metrics import DaprMetrics
@@ -53,6 +54,8 @@ class AppChannel:
         self.tracing: Tracing | None = None
         #: ``--app-max-concurrency`` (-1, the default, or 0: no limit and no cost).
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
+        #: Whether an invocation may be sent with ``exchange`` (plain HTTP, no slots to take, no pipeline).
+        self.exchanges = self._slots is None
         host = f"[{address}]" if ":" in address else address
         self._display = f"http://{host}:{port}" if port != 80 else f"http://{host}"
 
@@ -115,6 +118,7 @@ class AppChannel:
     def route_through(self, wrap: Callable[[HttpClient], HttpClient]) -> None:
         """Send every call into the app through ``wrap(client)`` (``spec.appHttpPipeline``: app.governance)."""
         self._http = wrap(self._http)
+        self.exchanges = False  # the pipeline's client takes every call
 
     @staticmethod
     def target(path: str, query: bytes = b"") -> bytes:
@@ -159,6 +163,16 @@ class AppChannel:
         finally:
             sent = len(body) if isinstance(body, bytes) else (length or 0)
             metrics.app_invocation(method, target, status, sent, received, perf_counter() - started)
+
+    def exchange(
+        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes, exchange: Exchange
+    ) -> bool:
+        """``send`` of a whole body, on an idle connection and without a task (``HttpClient.exchange``; an answer
+        up to the invocation block's small-body size is waited for whole); ``False``: nothing sent. The
+        exchange records the call in the metrics (``metrics.app_invocation``), as ``send`` does."""
+        if self._token:
+            headers = headers + self._token
+        return self._http.exchange(method, self.address, self.port, target, headers, body, exchange, SMALL_BODY)
 
     async def _in_turn(
         self,

@@ -17,6 +17,9 @@ connection costs its handshake once, then is reused like any other.
   (``GET``, ``HEAD``, ``OPTIONS``, ``TRACE``) without a streamed body is sent once more on a new connection
   when a reused one turns out to be closed before any answer arrived (the race of a server's keep-alive
   timeout).
+* ``exchange`` sends a request with a whole body on an idle connection, without a task, future or coroutine:
+  the connection reports to an ``Exchange`` from its own callbacks (the answer complete, or streaming, or the
+  connection lost). No idle connection: it returns ``False`` and nothing was sent.
 * Errors: ``ConnectError`` (nothing was sent: refused, unreachable, TLS handshake failed),
   ``ConnectTimeout`` (a subclass),
   ``ConnectionBroken`` (reset or closed before the answer was complete), ``ProtocolError`` (an answer
@@ -32,7 +35,7 @@ import re
 import socket
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httptools
 
@@ -40,6 +43,7 @@ __all__ = (
     "ConnectError",
     "ConnectTimeout",
     "ConnectionBroken",
+    "Exchange",
     "HttpClient",
     "HttpClientError",
     "ProtocolError",
@@ -92,6 +96,20 @@ class ProtocolError(HttpClientError):
 
 class ReadTimeout(HttpClientError):
     """The answer did not arrive within the time allowed."""
+
+
+class Exchange(Protocol):
+    """Where a connection reports a request sent by ``HttpClient.exchange``, from its own callbacks."""
+
+    def answered(self, response: Response) -> None:
+        """The whole answer has arrived (``response.ready_body()`` gives its body)."""
+
+    def streaming(self, response: Response) -> None:
+        """The answer's head has arrived and its body is not all here nor announced small: it is the receiver's to
+        read (``aiter_raw``/``aread``) and close, as an answer of ``request``."""
+
+    def failed(self, error: HttpClientError) -> None:
+        """The connection broke, or the answer is not HTTP, before the head of an answer arrived."""
 
 
 class Response:
@@ -228,6 +246,12 @@ class _Connection(asyncio.Protocol):
         self._sent = False
         self._keep_alive = True
         self._is_head = False
+        #: ``HttpClient.exchange``: who hears of the answer, the answer once its head is here, and how large an
+        #: announced body is waited for whole.
+        self._exchange: Exchange | None = None
+        self._answer: Response | None = None
+        self._wait_for = 0
+        self._answer_whole = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -247,6 +271,8 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(ProtocolError(f"malformed HTTP response: {exc}"))
             self.abort()
+        if self._answer is not None:
+            self._report()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -262,6 +288,8 @@ class _Connection(asyncio.Protocol):
             reason = str(exc) if exc is not None else "connection closed by the server"
             self._fail(ConnectionBroken(reason or type(exc).__name__))
         self._wake_writer()
+        if self._answer is not None:
+            self._report()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -290,6 +318,10 @@ class _Connection(asyncio.Protocol):
         waiter, self._head_waiter = self._head_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
+        elif self._exchange is not None:
+            self._answer = response
+            length = None if self._until_close else response.header("content-length")
+            self._answer_whole = length is not None and length.isdigit() and int(length) <= self._wait_for
         self._wake_writer()
         if self._bodyless:
             self._keep_alive = parser.should_keep_alive()
@@ -326,8 +358,11 @@ class _Connection(asyncio.Protocol):
         else:
             self.abort()
 
-    def _fail(self, error: BaseException) -> None:
+    def _fail(self, error: HttpClientError) -> None:
         self._parser = None
+        if self._exchange is not None and self._answer is None:  # no answer came
+            exchange, self._exchange = self._exchange, None
+            exchange.failed(error)
         waiter, self._head_waiter = self._head_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
@@ -363,6 +398,31 @@ class _Connection(asyncio.Protocol):
         while self._writing_paused and not self._answered():
             waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
             await waiter
+
+    def _report(self) -> None:
+        """Tells the exchange of its answer: complete, or streaming (its body large, unannounced, or broken)."""
+        response = self._answer
+        assert response is not None and self._exchange is not None
+        if not response.complete and self._answer_whole and response._error is None:
+            return  # the rest of a small body follows
+        exchange, self._exchange, self._answer = self._exchange, None, None
+        if response.complete and response._error is None:
+            exchange.answered(response)
+        else:
+            exchange.streaming(response)
+
+    def start_exchange(self, method: str, data: bytes, exchange: Exchange, wait_for: int) -> None:
+        """Sends ``data`` (the whole request); ``exchange`` hears of the answer (``HttpClient.exchange``)."""
+        assert self.transport is not None
+        self._is_head = method == "HEAD"
+        self._sent = True
+        self._keep_alive = True
+        self._informational = False
+        self._head = []
+        self._parser = httptools.HttpResponseParser(self)
+        self._exchange = exchange
+        self._wait_for = wait_for
+        self.transport.write(data)
 
     async def send(self, method: str, head: bytes, body: bytes | AsyncIterable[bytes], length: int | None) -> Response:
         transport = self.transport
@@ -419,6 +479,31 @@ class _Connection(asyncio.Protocol):
         self._sent = True
 
 
+def _head(
+    method: str,
+    host: str,
+    port: int,
+    target: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    body: bytes | AsyncIterable[bytes],
+    length: int | None,
+) -> bytes:
+    """The request line and headers: ``headers`` as given but for the framing ones, set from the body here."""
+    lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nhost: ", _host_header(host, port), b"\r\n"]
+    for name, value in headers:
+        if name.lower() not in _FRAMING:
+            lines += [name, b": ", value, b"\r\n"]
+    if isinstance(body, bytes):
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
+    elif length is not None:
+        lines += [b"content-length: ", str(length).encode(), b"\r\n"]
+    else:
+        lines.append(b"transfer-encoding: chunked\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
 def _host_header(host: str, port: int) -> bytes:
     name = f"[{host}]" if ":" in host else host
     return (name if port == 80 else f"{name}:{port}").encode("idna" if not name.isascii() else "ascii")
@@ -454,19 +539,7 @@ class HttpClient:
         ``Content-Length`` and ``Transfer-Encoding``, which are set here from ``host:port`` and the body
         (``length`` for a streamed body; chunked when ``None``). The caller must read or ``aclose`` the answer.
         """
-        lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nhost: ", _host_header(host, port), b"\r\n"]
-        for name, value in headers:
-            if name.lower() not in _FRAMING:
-                lines += [name, b": ", value, b"\r\n"]
-        if isinstance(body, bytes):
-            if body or method in ("POST", "PUT", "PATCH"):
-                lines += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
-        elif length is not None:
-            lines += [b"content-length: ", str(length).encode(), b"\r\n"]
-        else:
-            lines.append(b"transfer-encoding: chunked\r\n")
-        lines.append(b"\r\n")
-        head = b"".join(lines)
+        head = _head(method, host, port, target, headers, body, length)
         key = (host, port)
         connection = self._idle_connection(key)
         if connection is not None:
@@ -478,6 +551,28 @@ class HttpClient:
                 # a stale keep-alive connection: try once more on a fresh one (as Go's net/http does)
         connection = await self._connect(key)
         return await connection.send(method, head, body, length)
+
+    def exchange(
+        self,
+        method: str,
+        host: str,
+        port: int,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        exchange: Exchange,
+        wait_for: int,
+    ) -> bool:
+        """``request`` without a task or a future, on an idle connection only: ``exchange`` hears of the answer
+        from the connection's callbacks (an answer announcing a body up to ``wait_for`` bytes is waited for
+        whole). ``False``: no idle connection, nothing sent (make the ``request``)."""
+        connection = self._idle_connection((host, port))
+        if connection is None:
+            return False
+        connection.start_exchange(
+            method, _head(method, host, port, target, headers, body, None) + body, exchange, wait_for
+        )
+        return True
 
     def _idle_connection(self, key: tuple[str, int]) -> _Connection | None:
         idle = self._idle.get(key)

@@ -102,6 +102,7 @@ class GrpcAppChannel(AppChannel):
         max_message_size: int = 4 << 20,
     ) -> None:
         super().__init__(address, port, api_token, max_concurrency)
+        self.exchanges = False  # invocations are gRPC calls
         host = f"[{address}]" if ":" in address else address
         self._display = f"grpc://{host}:{port}"
         self._target = f"{host}:{port}"

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING
 
 from app.app_channel import AppChannel
-from app.http_client import ConnectError, ConnectTimeout, HttpClient, HttpClientError, request_target
+from app.http_client import ConnectError, ConnectTimeout, Exchange, HttpClient, HttpClientError, request_target
 from app.invocation.hop_security import HopSecurity
 from app.invocation.relay import Upstream
 from building_blocks.invocation.base import TransportFailed
-from building_blocks.invocation.body import RequestBody
+from building_blocks.invocation.block import Direct
+from building_blocks.invocation.body import SMALL_BODY, RequestBody
 from building_blocks.invocation.headers import Headers
 from building_blocks.invocation.targets import Target
 from building_blocks.nameresolution.dns import split_address
@@ -84,11 +85,7 @@ class HttpTransport:
                 if name == _WITHOUT_VERB:  # InvokeService without a verb, over the hop: HTTP has none to send
                     refusal = "invalid HTTP verb" if value == b"none" else "missing HTTP extension field"
                     raise TransportFailed(f"rpc error: code = InvalidArgument desc = {refusal}")
-        encoded = self._methods.get(method)
-        if encoded is None:
-            if len(self._methods) >= _TARGETS_KEPT:
-                self._methods.clear()
-            encoded = self._methods[method] = channel.target(method)
+        encoded = self._app_target(channel, method)
         target = encoded + b"?" + query if query else encoded
         content: bytes | AsyncIterable[bytes] = body.content()
         try:
@@ -96,19 +93,60 @@ class HttpTransport:
         except HttpClientError as exc:
             raise _url_error(verb, channel.url(target), exc, f"{channel.address}:{channel.port}") from None
 
-    async def peer(
-        self, address: str, verb: str, path: str, query: bytes, headers: Headers, body: RequestBody
-    ) -> Upstream:
+    def direct(self, plan: Direct, verb: str, query: bytes, body: bytes, exchange: Exchange) -> bytes | None:
+        """Sends ``plan``'s attempt (``InvocationBlock.direct``) on an idle connection, ``exchange`` hearing of the
+        answer (``HttpClient.exchange``): the request target sent, or ``None`` when nothing was sent (no idle
+        connection, or a call the app channel makes otherwise)."""
+        if plan.address:
+            where = self._address(plan.address)
+            encoded = self._peer_target(plan.path)
+            target = encoded + b"?" + query if query else encoded
+            sent = self._peers.exchange(verb, *where, target, plan.headers, body, exchange, SMALL_BODY)
+            return target if sent else None
+        channel = self.channel
+        if channel is None or not channel.exchanges:
+            return None
+        if channel.needs_verb and any(name == _WITHOUT_VERB for name, _ in plan.headers):
+            return None  # ``app`` refuses it
+        encoded = self._app_target(channel, plan.method)
+        target = encoded + b"?" + query if query else encoded
+        return target if channel.exchange(verb, target, plan.headers, body, exchange) else None
+
+    def app_failure(self, verb: str, target: bytes, error: HttpClientError) -> str:
+        """What ``app`` reports when the exchange with the app broke before its answer (Go's ``url.Error``)."""
+        channel = self.channel
+        assert channel is not None
+        return _url_error(verb, channel.url(target), error, f"{channel.address}:{channel.port}").reason
+
+    def _app_target(self, channel: AppChannel, method: str) -> bytes:
+        encoded = self._methods.get(method)
+        if encoded is None:
+            if len(self._methods) >= _TARGETS_KEPT:
+                self._methods.clear()
+            encoded = self._methods[method] = channel.target(method)
+        return encoded
+
+    def _address(self, address: str) -> tuple[str, int]:
         where = self._addresses.get(address)
         if where is None:
             if len(self._addresses) >= _TARGETS_KEPT:
                 self._addresses.clear()
             where = self._addresses[address] = split_address(address)
+        return where
+
+    def _peer_target(self, path: str) -> bytes:
         encoded = self._targets.get(path)
         if encoded is None:
             if len(self._targets) >= _TARGETS_KEPT:
                 self._targets.clear()
             encoded = self._targets[path] = request_target(path)
+        return encoded
+
+    async def peer(
+        self, address: str, verb: str, path: str, query: bytes, headers: Headers, body: RequestBody
+    ) -> Upstream:
+        where = self._address(address)
+        encoded = self._peer_target(path)
         try:
             return await self._peers.request(
                 verb, *where, encoded + b"?" + query if query else encoded, headers, body.content(), body.length

@@ -25,7 +25,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import render_error
+from app.invocation.route import find_target
 from app.lane.cycle import LaneCycle, Serve
+from app.lane.direct import DirectCall
 from app.lane.relay import serve_refusal, write_response
 from app.middleware import UNKNOWN_LENGTH
 from app.observability.front import count_request
@@ -59,6 +61,7 @@ class ApiLane:
             invoke.fallback: (self._endpoint(invoke.fallback), True),
         }
         self._measured: dict[Serve, Serve] = {}
+        self._directs: dict[int, Callable[[LaneCycle], bool]] = {}
 
     def claim(
         self, protocol: LaneProtocol, method_bytes: bytes, url: bytes, headers: list[tuple[bytes, bytes]]
@@ -99,7 +102,29 @@ class ApiLane:
         if metrics is not None:
             serve = self._measured.get(serve) or self._measured.setdefault(serve, _measured(serve, metrics))
         eager = route.endpoint is state.get_state  # reads no body
-        return LaneCycle(protocol, scope, params, serve, keep_alive, eager)
+        cycle = LaneCycle(protocol, scope, params, serve, keep_alive, eager)
+        if invocation:
+            cycle.direct = self._directs.get(id(metrics)) or self._directs.setdefault(
+                id(metrics), self._direct(metrics)
+            )
+        return cycle
+
+    def _direct(self, metrics: DaprMetrics | None) -> Callable[[LaneCycle], bool]:
+        """An invocation made from the protocol's callbacks when it can be (``app.lane.direct``)."""
+        runtime = self.runtime
+
+        def direct(cycle: LaneCycle) -> bool:
+            invoker = runtime.invocation
+            if invoker is None:
+                return False
+            scope = cycle.scope
+            try:
+                app_id, method = find_target(scope["path"], scope["headers"])
+            except Exception:  # what the general path reports
+                return False
+            return bool(app_id) and DirectCall.start(cycle, invoker, app_id, method, metrics)
+
+        return direct
 
     async def _read_state(self, cycle: LaneCycle) -> None:
         params = cycle.params

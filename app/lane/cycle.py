@@ -41,6 +41,7 @@ class LaneCycle:
         "_length",
         "_protocol",
         "chunks",
+        "direct",
         "disconnected",
         "eager",
         "keep_alive",
@@ -75,6 +76,9 @@ class LaneCycle:
         self.method: str = scope["method"]
         self.params = params
         self.serve = serve
+        #: Serves the request from the protocol's callbacks, without a task, when it can (``app.lane.direct``):
+        #: ``False``, and ``serve`` runs in a task.
+        self.direct: Callable[[LaneCycle], bool] | None = None
         self.keep_alive = keep_alive
         #: The body as it arrived, joined once when the route reads it (``+=`` per piece would copy a body
         #: sent in small pieces over and over: seconds of CPU for a few MiB in 1 KiB pieces).
@@ -199,8 +203,17 @@ class LaneCycle:
         try:
             await self.serve(self)
         except BaseException as exc:
-            log.error("Exception in the protocol lane", exc_info=exc)
-            if not self.response_started:
-                self.respond(500, *_ERROR_500)
-            elif not self.response_complete:
-                self._protocol.transport.close()
+            self.fail(exc)
+
+    def fail(self, exc: BaseException) -> None:
+        """The route failed: uvicorn's 500, or a closed connection once the answer has started."""
+        log.error("Exception in the protocol lane", exc_info=exc)
+        if not self.response_started:
+            self.respond(500, *_ERROR_500)
+        elif not self.response_complete:
+            self._protocol.transport.close()
+
+    def spawn(self, serve: Serve) -> None:
+        """Serves the rest with ``serve`` in a task (what ``direct`` began and leaves to the general path)."""
+        self.serve = serve
+        self._protocol.start_task(self)

@@ -16,8 +16,10 @@ import httptools
 from starlette.responses import Response
 
 from app.lane.cycle import LaneCycle
+from app.lane.direct import DirectCall, Responded
 from app.lane.relay import serve_refusal, write_response
 from building_blocks.invocation.body import SMALL_BODY
+from building_blocks.invocation.headers import CALLER_ID, first
 
 if TYPE_CHECKING:
     from app.invocation.hop_server import HopApp
@@ -66,7 +68,32 @@ class HopLane:
             return LaneCycle(protocol, scope, {}, refuse, protocol.parser.should_keep_alive(), eager=True)
         target, invoked = admitted
         params = {"target": target, "method": invoked}
-        return LaneCycle(protocol, scope, params, self._serve, protocol.parser.should_keep_alive())
+        cycle = LaneCycle(protocol, scope, params, self._serve, protocol.parser.should_keep_alive())
+        cycle.direct = self._direct
+        return cycle
+
+    def _direct(self, cycle: LaneCycle) -> bool:
+        """The hop delivered from the protocol's callbacks when it can be (``app.lane.direct``), counted as
+        ``app.observability.hop.serve_hop`` counts it (traced hops take the general path)."""
+        runtime = self.app.runtime
+        invoker = runtime.invocation
+        observability = runtime.observability
+        responded: Responded | None = None
+        if invoker is None:
+            return False
+        if observability is not None:
+            if observability.tracing is not None:
+                return False
+            metrics = observability.metrics
+            if metrics is not None:
+                caller = first(cycle.scope["headers"], CALLER_ID).decode("latin-1")
+
+                def responded(status: int) -> None:
+                    metrics.invocation_received(caller)
+                    metrics.invocation_responded(caller, status)
+
+        params = cycle.params
+        return DirectCall.start(cycle, invoker, params["target"], params["method"], hop=True, responded=responded)
 
     async def _serve(self, cycle: LaneCycle) -> None:
         params = cycle.params

@@ -93,6 +93,11 @@ class LaneProtocol(BoundedHeadProtocol):
         if cycle.started:
             return
         cycle.started = True
+        direct = cycle.direct
+        if direct is None or not direct(cycle):
+            self.start_task(cycle)
+
+    def start_task(self, cycle: LaneCycle) -> None:
         task = self.loop.create_task(cycle.run())
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)  # the server's graceful shutdown waits for it

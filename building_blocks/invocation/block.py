@@ -45,7 +45,7 @@ from building_blocks.nameresolution.base import Instance, NameResolver
 from building_blocks.nameresolution.directory import Directory
 from building_blocks.resiliency import NO_POLICY, CircuitBreaker, Resiliency, TargetPolicy
 
-__all__ = ("InvocationBlock", "Misrouted")
+__all__ = ("Direct", "InvocationBlock", "Misrouted")
 
 log = logging.getLogger("layotto.invocation")
 
@@ -59,6 +59,17 @@ class _Route:
     target: Target
     policy: TargetPolicy
     built_in: bool  # Dapr's built-in retries: a remote app without a resiliency target of its own
+
+
+@dataclass(frozen=True, slots=True)
+class Direct:
+    """A call's one attempt, worked out at once (``InvocationBlock.direct``): to the local app (``address``
+    empty) or to the sidecar at ``address`` on ``path``, with ``headers``."""
+
+    method: str
+    address: str
+    path: str
+    headers: Headers
 
 
 class Misrouted(LayottoError):
@@ -208,20 +219,68 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
         except AttemptFailed as failure:
             raise InvocationFailed(raw_target, failure.reason) from None
 
+    def direct(self, raw_target: str, method: str, verb: str, headers: Headers, hop: bool = False) -> Direct | None:
+        """The one attempt of a call that ``invoke`` (``serve_hop`` when ``hop``) would make, when nothing
+        needs to be awaited or may need a second try: no resiliency policy, the local app healthy, or the
+        other sidecar's address known already (one instance, cached, not failing). ``None``: call ``invoke``
+        (or ``serve_hop``), which also reports what is wrong with the call. The front makes the attempt; an
+        attempt it cannot complete it leaves to ``invoke`` (``serve_hop``)."""
+        transport = self._transport
+        if transport is None or verb == "CONNECT":
+            return None
+        try:
+            method = self._methods.get(method) or self._method(raw_target, method)
+            route = self._routes.get(raw_target) or self._route(raw_target)
+        except LayottoError:
+            return None
+        target = route.target
+        if hop:
+            if target.kind is not TargetKind.LOCAL or not transport.has_app or not self._healthy():
+                return None
+            caller = identity(
+                first(headers, CALLER_NAMESPACE), first(headers, CALLER_ID), self.instance.app_id.encode()
+            )
+            return Direct(method, "", "", self._headers(transport, target, headers, caller))
+        if route.policy:  # a timeout, retries or a circuit breaker: ``invoke`` runs them
+            return None
+        if target.kind is TargetKind.LOCAL:
+            if not transport.has_app or not self._healthy():
+                return None
+            return Direct(method, "", "", self._headers(transport, target, headers, None))
+        if target.kind is not TargetKind.REMOTE or self._directory is None:
+            return None
+        address = self._directory.known(target.app_id, target.namespace)
+        if address is None:
+            return None
+        return Direct(method, address, self._hop_path(target, method), self._headers(transport, target, headers, None))
+
+    def peer_failed(self, address: str) -> None:
+        """The sidecar at ``address`` did not take a direct call (gone, or no longer serving the app)."""
+        if self._directory is not None:
+            self._directory.failed(address)
+
+    def _headers(self, transport: Transport[R], target: Target, headers: Headers, caller: Headers | None) -> Headers:
+        """What an attempt sends to a local or remote ``target``: the caller's forwardable headers, the identity
+        (``caller``: the one a hop brought), the trace context, and to a sidecar the hop's credentials."""
+        trace = [(b"traceparent", trace_parent(headers))]
+        if target.kind is TargetKind.LOCAL:
+            return forwardable(headers) + (caller or self._identity(self.instance.app_id)) + trace
+        out = forwardable(headers) + self._identity(target.app_id) + self._forwarded() + trace
+        return out + transport.hop_headers()
+
     def _attempt(self, target: Target, method: str, call: Call, caller: Headers | None) -> Callable[[], Awaitable[R]]:
         """One attempt's call; ``caller``: the identity a hop brought (``None``: this sidecar's app calls)."""
         transport = self._transport
         if transport is None:
             raise InvocationFailed(target.app_id or target.base_url, "invoke API is not ready")
         headers = call.headers
-        trace = [(b"traceparent", trace_parent(headers))]
         if target.kind is TargetKind.LOCAL:
-            out = forwardable(headers) + (caller or self._identity(self.instance.app_id)) + trace
+            out = self._headers(transport, target, headers, caller)
             return lambda: self._local(transport, method, call, out)
         if target.kind is TargetKind.REMOTE:
-            out = forwardable(headers) + self._identity(target.app_id) + self._forwarded() + trace
-            out += transport.hop_headers()
+            out = self._headers(transport, target, headers, caller)
             return lambda: self._remote(transport, target, method, call, out)
+        trace = [(b"traceparent", trace_parent(headers))]
         replaced = {name.lower().encode() for name, _ in target.headers}
         out = [h for h in forwardable(headers) if h[0] not in replaced] + trace
         out += [(name.encode(), value.encode()) for name, value in target.headers]

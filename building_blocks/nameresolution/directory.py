@@ -52,6 +52,15 @@ class Directory:
         now = time.monotonic()
         return sorted(rotated, key=lambda address: self._failed.get(address, 0.0) > now)
 
+    def known(self, app_id: str, namespace: str) -> str | None:
+        """The app's one address when it is cached and not failing (nothing to resolve, rotate or skip), else
+        ``None`` (ask ``candidates``)."""
+        cached = self._cache.get((app_id, namespace))
+        if cached is None or len(cached[1]) != 1 or cached[0] <= time.monotonic():
+            return None
+        address = cached[1][0]
+        return None if address in self._failed else address
+
     def failed(self, address: str) -> None:
         self._failed[address] = time.monotonic() + self.quarantine_seconds
 

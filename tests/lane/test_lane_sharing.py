@@ -5,6 +5,7 @@ byte, and a check added to a door's ``admit`` applies to both lanes with no chan
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,13 +14,16 @@ import pytest
 from starlette.responses import Response
 from starlette.types import Scope
 
+from app.http_client import Response as HttpResponse
 from app.http_server import hop_protocol
 from app.invocation.hop_security import HopSecurity
 from app.invocation.hop_server import HopAdmitted, HopApp
 from app.lane.cycle import LaneCycle
+from app.lane.direct import DirectCall
 from app.lane.hop import HopLane
 from app.main import create_app
 from app.middleware import Admitted, FrontDoor, plain_response
+from app.runtime import Runtime
 from app.settings import Settings
 from tests.api.test_invoke_api import serving
 from tests.e2e.apps.echo import EchoApp
@@ -118,6 +122,7 @@ class HopPair:
     lane_port: int
     asgi_port: int
     claimed: list[str]
+    runtime: Runtime
 
 
 @pytest.fixture
@@ -146,7 +151,7 @@ async def hops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
         lane = hop_protocol(replace(settings, http_lane="protocol"), hop)
         asgi_port = await stack.enter_async_context(served(hop, http=asgi))
         lane_port = await stack.enter_async_context(served(hop, http=lane))
-        yield HopPair(lane_port, asgi_port, claimed)
+        yield HopPair(lane_port, asgi_port, claimed, door.runtime)
 
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # else each hop starts a trace of its own
@@ -195,3 +200,26 @@ async def test_a_check_added_to_the_hop_applies_to_both_lanes(hops: HopPair, mon
     answer = await hop_both(hops, data)
     assert (answer.status, answer.body) == (418, b"a check added once\n")
     assert len(hops.claimed) == 1
+
+
+async def test_hops_served_from_the_lanes_callbacks_are_answered_and_counted_alike(
+    hops: HopPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    direct: list[bool] = []
+    answered = DirectCall.answered
+
+    def spying(self: DirectCall, response: HttpResponse) -> None:
+        direct.append(self.hop)
+        answered(self, response)
+
+    monkeypatch.setattr(DirectCall, "answered", spying)
+    data = hop("/v1.0/invoke/callee/method/echo?q=1", method="PUT", body=b'{"a":1}')
+    for _ in range(2):
+        answer = await hop_both(hops, data)
+        assert answer.status == 200 and json.loads(answer.body)["body"] == '{"a":1}'
+    assert direct and all(direct)  # the lane's hops, once the app's connection was pooled
+    observability = hops.runtime.observability
+    assert observability is not None and observability.metrics is not None
+    exposition = observability.metrics.exposition()
+    assert 'dapr_runtime_service_invocation_req_recv_total{app_id="callee",src_app_id="caller"} 4\n' in exposition
+    assert 'invocation_res_sent_total{app_id="callee",dst_app_id="caller",status="200"} 4\n' in exposition

@@ -16,7 +16,8 @@ from pathlib import Path
 
 #: Loaded on first use only: uvicorn's command line (click, the reloader and worker supervisors), the
 #: WebSocket protocols (until an upgrade), the pipeline and API-rule governance (with a ``--config`` using
-#: them), the state query language (at the first query), difflib (for a did-you-mean).
+#: them), the state query language (at the first query), difflib (for a did-you-mean); the gRPC front's
+#: services, their generated modules and protobuf (at the first gRPC call; ``app.grpc.server``).
 LAZY = (
     "click",
     "uvicorn.main",
@@ -31,6 +32,15 @@ LAZY = (
     "app.governance.pipeline",
     "building_blocks.state.query",
     "difflib",
+    "app.grpc.dapr.service",
+    "app.grpc.layotto.service",
+    "app.grpc.proxy",
+    "app.grpc.app_channel",
+    "app.grpc.status",
+    "dapr.proto",
+    "google.protobuf",
+    "google.rpc",
+    "grpc_health.v1.health",
 )
 
 _PROBE = textwrap.dedent(
@@ -67,6 +77,7 @@ def test_a_plain_start_leaves_the_optional_modules_unimported(tmp_path: Path) ->
     assert probe.returncode == 0, probe.stderr
     loaded = set(json.loads(probe.stdout.splitlines()[-1]))
     assert "app.routing" in loaded and "building_blocks.state.sqlite" in loaded  # the probe did start
+    assert "app.grpc.server" in loaded and "grpc.aio" in loaded  # with its gRPC front
     assert sorted(name for name in LAZY if name in loaded) == []
 
 

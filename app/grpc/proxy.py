@@ -82,19 +82,13 @@ async def _nothing() -> AsyncIterator[bytes]:
 
 
 class ProxyHandler(grpc.GenericRpcHandler):
-    """Answers every method no service claimed (registered after the services, so it is asked last)."""
+    """Answers every method no service claimed (asked after the services)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, tickets: TicketDesk) -> None:
         self.runtime = runtime
         settings = runtime.settings
-        tcp = settings.grpc_port and settings.unix_socket("grpc") is None
-        host = settings.advertised_host
-        #: Tickets for streams other sidecars proxy to this sidecar's app (issued over the hop).
-        self.tickets = TicketDesk(f"[{host}]:{settings.grpc_port}" if ":" in host else f"{host}:{settings.grpc_port}")
-        if not tcp:
-            self.tickets.address = ""  # no TCP port other sidecars could open a stream to
-        if isinstance(runtime.app_channel, GrpcAppChannel):
-            runtime.app_channel.tickets = self.tickets
+        #: Tickets for streams other sidecars proxy to this sidecar's app (issued over the hop; ``tickets``).
+        self.tickets = tickets
         size = settings.max_body_size
         self._options = [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
         #: Channels to other sidecars' gRPC ports, kept (a connection per stream would cost a handshake each).

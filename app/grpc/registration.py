@@ -17,7 +17,7 @@ from app.grpc.guard import Malformed, guard
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
-__all__ = ("register",)
+__all__ = ("handler",)
 
 _HANDLERS = {
     (False, False): grpc.unary_unary_rpc_method_handler,
@@ -37,8 +37,8 @@ def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return deserialize
 
 
-def register(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor, runtime: Runtime) -> None:
-    """Serve ``servicer``'s methods, guarded, for every method of ``service``."""
+def handler(servicer: Any, service: ServiceDescriptor, runtime: Runtime) -> grpc.GenericRpcHandler:
+    """The handler serving ``servicer``'s methods, guarded, for every method of ``service``."""
     handlers = {}
     for method in service.methods:
         streamed = method.client_streaming
@@ -48,4 +48,4 @@ def register(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor,
         handlers[method.name] = make(
             behaviour, request_deserializer=_lenient(request.FromString), response_serializer=response.SerializeToString
         )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)

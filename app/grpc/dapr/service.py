@@ -21,12 +21,12 @@ from app.grpc.dapr.pubsub import PubSubMethods
 from app.grpc.dapr.secrets import SecretMethods
 from app.grpc.dapr.state import StateMethods
 from app.grpc.dapr.streaming import StreamingMethods
-from app.grpc.registration import register
+from app.grpc.registration import handler
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
-__all__ = ("DaprService", "add_to_server", "api_of")
+__all__ = ("DaprService", "api_of", "serve")
 
 #: The API a method belongs to, by a part of its name (first match wins).
 _APIS = (
@@ -81,8 +81,8 @@ for _method in _METHODS:
         setattr(DaprService, _method, _unimplemented(_method))
 
 
-def add_to_server(server: grpc.aio.Server, runtime: Runtime) -> DaprService:
+def serve(runtime: Runtime) -> tuple[DaprService, grpc.GenericRpcHandler]:
+    """The servicer, and the handler serving it."""
     service = DaprService(runtime)
     refuse_blocked(service, _METHODS, runtime)  # spec.api (app.governance): nothing when no gRPC rule
-    register(server, service, dapr_pb2.DESCRIPTOR.services_by_name["Dapr"], runtime)
-    return service
+    return service, handler(service, dapr_pb2.DESCRIPTOR.services_by_name["Dapr"], runtime)

@@ -27,7 +27,7 @@ from app.grpc.dapr.service import DaprService
 from app.grpc.layotto import appcallback_pb2 as callback_pb
 from app.grpc.layotto import runtime_pb2 as pb
 from app.grpc.layotto import runtime_pb2_grpc
-from app.grpc.registration import register
+from app.grpc.registration import handler
 from building_blocks.configuration.base import (
     ConfigurationItem,
     ConfigurationUpdate,
@@ -45,7 +45,7 @@ from building_blocks.sequencer.base import Increment, NextIdRequest
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
-__all__ = ("LayottoService", "add_to_server")
+__all__ = ("LayottoService", "serve")
 
 #: What Layotto's hello component says before the caller's name.
 HELLO = "greetings"
@@ -232,5 +232,6 @@ for _method, _api in (
     setattr(LayottoService, _method, _unimplemented(_method, _api))
 
 
-def add_to_server(server: grpc.aio.Server, runtime: Runtime, dapr: DaprService) -> None:
-    register(server, LayottoService(runtime, dapr), pb.DESCRIPTOR.services_by_name["Runtime"], runtime)
+def serve(runtime: Runtime, dapr: DaprService) -> grpc.GenericRpcHandler:
+    """The handler serving Layotto's ``Runtime`` service beside ``dapr``'s."""
+    return handler(LayottoService(runtime, dapr), pb.DESCRIPTOR.services_by_name["Runtime"], runtime)

@@ -113,17 +113,27 @@ def _seconds(value: float | None) -> str:
     return f"{value:g}s"
 
 
-_PLAIN = frozenset((str, bytes, int))
+#: hiredis packs a command's strings by growing one buffer: cheaper than redis-py's packer up to ~64 KiB in all
+#: (EVALSHA with one value: 2.9 us vs 16.5 at 6 kB, 8.2 vs 14 at 64 KiB), far dearer past ~128 KiB (0.4 ms at
+#: 256 kB, 9 ms at 4 MiB, where redis-py's packer takes 10-15 us as it does not copy big values).
+HIREDIS_PACKS_UP_TO = 32_768  # characters or bytes in all; a character is up to 4 bytes in UTF-8
 
 
 def _plain(args: tuple[Any, ...]) -> bool:
-    """Whether hiredis packs ``args`` into the very bytes redis-py's encoder would: str, bytes and int only (not
-    bool, float, memoryview or subclasses, which redis-py encodes its own way), and a one-word command name
-    (redis-py splits "CONFIG GET" into two arguments)."""
+    """Whether hiredis packs ``args`` into the very bytes redis-py's encoder would, and cheaply: str, bytes and
+    int only (not bool, float, memoryview or subclasses, which redis-py encodes its own way), a one-word
+    command name (redis-py splits "CONFIG GET" into two arguments), ``HIREDIS_PACKS_UP_TO`` in all."""
     name = args[0]
     if (type(name) is not str and type(name) is not bytes) or not name.isalnum():
         return False
-    return _PLAIN.issuperset(map(type, args))
+    size = 0
+    for arg in args:
+        kind = type(arg)
+        if kind is str or kind is bytes:
+            size += len(arg)
+        elif kind is not int:
+            return False
+    return size <= HIREDIS_PACKS_UP_TO
 
 
 def _sent_directly(connection: AbstractConnection, command: bytes | str | Iterable[bytes]) -> bool:
@@ -148,11 +158,12 @@ class _LeanSending(AbstractConnection):
     messages that say what timed out, after how long, and where, and a cheaper pack and read.
 
     Why the pack and read are its own: a state get (one EVALSHA through ``Script``, uvloop, in-process) cost
-    70 us of CPU per call through redis-py's, 50 us now (a bare asyncio.Protocol with hiredis: 25 us, mostly
-    the two syscalls); 133k instructions per call in user space, 74k now. redis-py packs in Python (~6.6 us
-    for it, ``hiredis.pack_command`` ~1.3 us, same bytes for str/bytes/int); its read goes through three
-    layers of ``read_response`` under an ``asyncio.timeout`` made per read (~6 us for the timeout alone),
-    where ``_read_reply`` keeps one deadline timer per connection, armed again only when it fires early.
+    70 us of CPU per call through redis-py's, 47-50 us now (a bare asyncio.Protocol with hiredis: 25 us,
+    mostly the two system calls); 133k instructions per call in user space, 70k now (the bare Protocol 23k,
+    asyncio's streams add 10k of them). redis-py packs in Python (~6.6 us for it, ``hiredis.pack_command``
+    ~1.3 us, same bytes for str/bytes/int; ``_plain``); its read goes through three layers of
+    ``read_response`` under an ``asyncio.timeout`` made per read (~6 us for the timeout alone), where
+    ``_read_reply`` keeps one deadline timer per connection, armed again only when it fires early.
     """
 
     def __init__(self, *, write_timeout: float | None = -1.0, **options: Any) -> None:
@@ -234,23 +245,43 @@ class _LeanSending(AbstractConnection):
             ) from None
 
     async def _read_reply(self, parser: _AsyncHiredisParser) -> Any:
-        """redis-py's ``read_response()`` for the hiredis parser, with its errors: a reply already buffered is
-        returned without a timer; otherwise the wait is bounded by ``socket_timeout`` (``_await_reply``)."""
+        """redis-py's ``read_response()`` for the hiredis parser, with its errors, in one coroutine frame (each
+        frame of a call costs ~1.7k instructions). A reply already buffered is taken without a timer; a wait
+        for one is bounded by ``socket_timeout`` (``_deadline_armed``)."""
         reader: hiredis.Reader = parser._reader  # type: ignore[assignment]  # connected: not None
+        task: asyncio.Task[Any] | None = None
+        cancelling = 0
         try:
             reply = reader.gets()
             while True:
                 if reply is NOT_ENOUGH_DATA:
-                    reply = await self._await_reply(reader, parser._read_size)
-                if type(reply) is not hiredis.PushNotification:
+                    stream = self._reader
+                    assert stream is not None
+                    if task is None:
+                        task, cancelling = self._deadline_armed(stream)
+                    data = await stream.read(parser._read_size)
+                    if not data:
+                        raise ConnectionError(SERVER_CLOSED_CONNECTION_ERROR)
+                    reader.feed(data)
+                    reply = reader.gets()
+                elif type(reply) is hiredis.PushNotification:  # RESP3's out-of-band message: not the reply
+                    await parser.handle_push_response(reply)  # type: ignore[no-untyped-call]
+                    reply = reader.gets()
+                else:
                     break
-                await parser.handle_push_response(reply)  # type: ignore[no-untyped-call]  # RESP3's out-of-band message: not the reply
-                reply = reader.gets()
             if isinstance(reply, ConnectionError):
                 raise reply
             if type(reply) is list and reply and isinstance(reply[0], ConnectionError):
                 raise reply[0]
-        except TimeoutError:
+        except asyncio.CancelledError:
+            timed_out = self._expired and task is not None and task.uncancel() <= cancelling
+            await self.disconnect(nowait=True)
+            if not timed_out:
+                raise
+            raise RedisTimeoutError(
+                self.timed_out("waiting for a reply from", "readTimeout", self.socket_timeout)
+            ) from None
+        except TimeoutError:  # the socket's (redis-py's read takes it for its own timeout too)
             await self.disconnect(nowait=True)
             raise RedisTimeoutError(
                 self.timed_out("waiting for a reply from", "readTimeout", self.socket_timeout)
@@ -261,36 +292,33 @@ class _LeanSending(AbstractConnection):
         except BaseException:
             await self.disconnect(nowait=True)
             raise
+        finally:
+            self._waiting = None
         if isinstance(reply, ResponseError):
             raise reply from None
         return reply
 
-    async def _await_reply(self, reader: hiredis.Reader, size: int) -> Any:
-        """Reads until ``reader`` has a reply, at most ``socket_timeout``: TimeoutError after it. One timer per
-        connection (not one per read, as ``asyncio.timeout`` makes): when it fires before the deadline of the
-        read now waiting (a later read than the one it was armed for), it is armed again for that deadline."""
-        stream = self._reader
-        assert stream is not None
+    def _deadline_armed(self, stream: asyncio.StreamReader) -> tuple[asyncio.Task[Any] | None, int]:
+        """The task about to wait for a reply, to be cancelled by ``_expire`` ``socket_timeout`` from now, and
+        its ``cancelling()`` count; (None, 0) without a timeout. One timer per connection (not one per read,
+        as ``asyncio.timeout`` makes): when it fires before the deadline of the read now waiting (a later read
+        than the one it was armed for), it is armed again for that deadline."""
         timeout = self.socket_timeout
         if timeout is None:
-            return await _received(stream, reader, size)
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
+            return None, 0
+        # The stream's loop is the running one; asyncio.get_running_loop() makes a getpid() system call on Python
+        # 3.11, and current_task() without a loop calls it too.
+        loop: asyncio.AbstractEventLoop = stream._loop  # type: ignore[attr-defined]
+        task = asyncio.current_task(loop)
+        if task is None:
+            return None, 0
         self._deadline = deadline = loop.time() + timeout
         if self._timer is None or self._timer_at > deadline:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer, self._timer_at = loop.call_at(deadline, self._expire), deadline
-        self._waiting, self._expired, cancelling = task, False, task.cancelling()
-        try:
-            return await _received(stream, reader, size)
-        except asyncio.CancelledError:
-            if self._expired and task.uncancel() <= cancelling:
-                raise TimeoutError from None
-            raise
-        finally:
-            self._waiting = None
+        self._waiting, self._expired = task, False
+        return task, task.cancelling()
 
     def _expire(self) -> None:
         self._timer = None
@@ -298,7 +326,7 @@ class _LeanSending(AbstractConnection):
         if task is None:
             return
         if self._deadline > self._timer_at:  # armed for an earlier read: this one has time left
-            loop = asyncio.get_running_loop()
+            loop = task.get_loop()
             self._timer, self._timer_at = loop.call_at(self._deadline, self._expire), self._deadline
         else:
             self._expired = True
@@ -316,18 +344,6 @@ class _LeanSending(AbstractConnection):
     def timed_out(self, doing: str, setting: str, seconds: float | None) -> str:
         host, port = getattr(self, "host", "?"), getattr(self, "port", "?")
         return f"timed out after {_seconds(seconds)} {doing} Redis at {host}:{port} ({setting})"
-
-
-async def _received(stream: asyncio.StreamReader, reader: hiredis.Reader, size: int) -> Any:
-    """Feeds ``reader`` from ``stream`` until it has a reply."""
-    while True:
-        data = await stream.read(size)
-        if not data:
-            raise ConnectionError(SERVER_CLOSED_CONNECTION_ERROR)
-        reader.feed(data)
-        reply = reader.gets()
-        if reply is not NOT_ENOUGH_DATA:
-            return reply
 
 
 class LeanConnection(_LeanSending, Connection):
@@ -457,7 +473,8 @@ async def execute(client: Redis, *args: str | bytes | int | float) -> Any:
         else:
             packed = connection.pack_command(*args)
         try:
-            return await _round_trip(connection, packed)
+            await connection.send_packed_command(packed)
+            return await connection.read_response()
         except connection.retry._supported_errors as error:
             return await _retried(connection, packed, error)
     finally:

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError, DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from building_blocks._common.redis import (
+    HIREDIS_PACKS_UP_TO,
     LARGE_COMMAND,
     LeanConnection,
     LeanConnectionPool,
@@ -39,6 +40,7 @@ PLAIN: list[tuple[Any, ...]] = [
     ("SET", b"", ""),
     ("INCRBY", "k", -5),
     ("X", 0, -(2**70), 2**70),
+    ("SET", "k", "v" * (HIREDIS_PACKS_UP_TO - 4)),  # just within it
     (b"EVALSHA", b"\x00\xff\r\n", 7),
 ]
 #: redis-py's packer: a float, memoryview, bytearray, a command name of two words or not alphanumeric
@@ -49,7 +51,8 @@ OTHER: list[tuple[Any, ...]] = [
     ("CONFIG GET", "maxmemory"),
     (b"CLIENT  LIST",),
     ("JSON.GET", "k"),
-    ("SET", "k", "v" * 10_000),
+    ("SET", "k", b"v" * (HIREDIS_PACKS_UP_TO + 1)),  # one value too big for hiredis to pack cheaply
+    ("MSET", *(f"v{i}" for i in range(HIREDIS_PACKS_UP_TO // 2 + 1))),  # many small ones, too big in all
 ]
 
 
@@ -63,6 +66,8 @@ def test_packing_gives_redis_pys_bytes(args: tuple[Any, ...]) -> None:
     assert joined(lean) == joined(Connection().pack_command(*args))
     if args in PLAIN:
         assert lean == [hiredis.pack_command(args)]
+    else:
+        assert lean == Connection().pack_command(*args)  # a big value stays a piece of its own, not copied
 
 
 def test_packing_fails_as_redis_pys_and_large_or_non_utf8_commands_are_redis_pys() -> None:

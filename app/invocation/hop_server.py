@@ -33,7 +33,7 @@ from app.middleware import plain_response
 from app.observability.hop import serve_hop
 from app.paths import MalformedPath, check_escapes, clean
 from app.settings import Settings
-from building_blocks.invocation.headers import CALLER_ID, CALLER_NAMESPACE, first
+from building_blocks.invocation.headers import caller_of
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -52,6 +52,8 @@ _NOT_READY = error_response(500, "ERR_DIRECT_INVOKE", "invoke API is not ready")
 
 #: An admitted hop: the app id it addressed and the method it invokes.
 HopAdmitted = tuple[str, str]
+#: How many hop paths keep what they address (bounded: paths come from other sidecars' clients).
+_PATHS_KEPT = 1024
 
 
 class HopApp:
@@ -60,6 +62,8 @@ class HopApp:
     def __init__(self, runtime: Runtime, security: HopSecurity) -> None:
         self.runtime = runtime
         self.security = security
+        #: Per raw path: the target and method it addresses, or the refusal (a pure function of the path).
+        self._paths: dict[bytes, tuple[str, str] | Response] = {}
 
     def admit(self, scope: Scope, hold: bool = True) -> HopAdmitted | Response | None:
         """Everything decided before a hop reaches the invoker, the one copy both lanes run (``app.lane.hop``
@@ -69,28 +73,39 @@ class HopApp:
         headers = scope["headers"]
         if not self.security.admits(headers):
             return _INVALID_TOKEN
-        path = clean(scope["raw_path"].decode("latin-1"))  # routed encoded, unescaped once, as the API port
-        try:
-            check_escapes(path)
-        except MalformedPath as exc:
-            return plain_response(400, exc.message.encode() + b"\n")
-        target, method = find_target(path, _NO_HEADERS) if path.startswith(_PREFIX) else ("", "")
-        if not target:
-            return _NOT_FOUND
+        raw_path = scope["raw_path"]
+        addressed = self._paths.get(raw_path) or self._address(raw_path)
+        if isinstance(addressed, Response):
+            return addressed
+        target, method = addressed
         runtime = self.runtime
         if hold and not runtime.core.ready:  # (no property call)
             return None
         # The caller's identity: set by its sidecar, trusted once the hop is admitted.
-        caller, namespace = (
-            first(headers, CALLER_ID).decode("latin-1"),
-            first(headers, CALLER_NAMESPACE).decode("latin-1"),
-        )
+        namespace, caller = (value.decode("latin-1") for value in caller_of(headers))
         refusal = denied(runtime, caller, namespace, target, method, scope["method"])  # spec.accessControl
         if refusal is not None:
             return refusal
         if runtime.invocation is None:
             return _NOT_READY
         return target, method
+
+    def _address(self, raw_path: bytes) -> tuple[str, str] | Response:
+        """What ``raw_path`` addresses (the path routed encoded and unescaped once, as on the API port), or
+        the refusal of a path that is malformed or not an invocation; remembered."""
+        path = clean(raw_path.decode("latin-1"))
+        addressed: tuple[str, str] | Response
+        try:
+            check_escapes(path)
+        except MalformedPath as exc:
+            addressed = plain_response(400, exc.message.encode() + b"\n")
+        else:
+            target, method = find_target(path, _NO_HEADERS) if path.startswith(_PREFIX) else ("", "")
+            addressed = (target, method) if target else _NOT_FOUND
+        if len(self._paths) >= _PATHS_KEPT:
+            self._paths.clear()
+        self._paths[raw_path] = addressed
+        return addressed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

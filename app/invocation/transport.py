@@ -106,8 +106,10 @@ class HttpTransport:
         channel = self.channel
         if channel is None or not channel.exchanges:
             return None
-        if channel.needs_verb and any(name == _WITHOUT_VERB for name, _ in plan.headers):
-            return None  # ``app`` refuses it
+        if channel.needs_verb:
+            for name, _ in plan.headers:
+                if name == _WITHOUT_VERB:
+                    return None  # ``app`` refuses it
         encoded = self._app_target(channel, plan.method)
         target = encoded + b"?" + query if query else encoded
         return target if channel.exchange(verb, target, plan.headers, body, exchange) else None

@@ -117,7 +117,7 @@ class DirectCall:
         status = response.status_code
         self._app_metrics(response)
         body = response.ready_body() or b""
-        headers = response_headers(response.raw_headers)
+        headers = response_headers(response.raw_headers, lowered=True)
         if status not in _NO_BODY:
             headers.append((b"content-length", str(len(body)).encode()))
         cycle = self.cycle

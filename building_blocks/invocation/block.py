@@ -31,10 +31,8 @@ from building_blocks.invocation.base import MISROUTED, Call, R, Transport, Trans
 from building_blocks.invocation.body import REPLAY_LIMIT, SMALL_BODY
 from building_blocks.invocation.endpoints import HttpEndpoint
 from building_blocks.invocation.headers import (
-    CALLER_ID,
-    CALLER_NAMESPACE,
     Headers,
-    first,
+    caller_of,
     forwardable,
     identity,
     trace_parent,
@@ -101,6 +99,7 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
         self._methods: dict[str, str] = {}
         self._paths: dict[tuple[str, str, str], str] = {}
         self._identities: dict[str, Headers] = {}
+        self._callers: dict[tuple[bytes, bytes], Headers] = {}
         self._forwarded_headers: Headers | None = None
 
     # -- set-up ---------------------------------------------------------------------------------------------
@@ -132,6 +131,7 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
         self._methods.clear()
         self._paths.clear()
         self._identities.clear()
+        self._callers.clear()
         self._forwarded_headers = None
 
     def bind(self, transport: Transport[R], healthy: Callable[[], bool] | None = None) -> None:
@@ -187,9 +187,7 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
         target = (self._routes.get(raw_target) or self._route(raw_target)).target
         if target.kind is not TargetKind.LOCAL:
             raise Misrouted(raw_target, self.instance.app_id)
-        headers = call.headers
-        caller = identity(first(headers, CALLER_NAMESPACE), first(headers, CALLER_ID), self.instance.app_id.encode())
-        return await self._invoke(raw_target, target, method, call, NO_POLICY, caller, False)
+        return await self._invoke(raw_target, target, method, call, NO_POLICY, self._caller(call.headers), False)
 
     async def _invoke(
         self,
@@ -237,10 +235,7 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
         if hop:
             if target.kind is not TargetKind.LOCAL or not transport.has_app or not self._healthy():
                 return None
-            caller = identity(
-                first(headers, CALLER_NAMESPACE), first(headers, CALLER_ID), self.instance.app_id.encode()
-            )
-            return Direct(method, "", "", self._headers(transport, target, headers, caller))
+            return Direct(method, "", "", self._headers(transport, target, headers, self._caller(headers)))
         if route.policy:  # a timeout, retries or a circuit breaker: ``invoke`` runs them
             return None
         if target.kind is TargetKind.LOCAL:
@@ -285,6 +280,17 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
         out = [h for h in forwardable(headers) if h[0] not in replaced] + trace
         out += [(name.encode(), value.encode()) for name, value in target.headers]
         return lambda: self._external(transport, target, method, call, out)
+
+    def _caller(self, headers: Headers) -> Headers:
+        """The identity a hop brought, as this sidecar's app is told it (remembered per caller)."""
+        caller = caller_of(headers)
+        found = self._callers.get(caller)
+        if found is None:
+            found = identity(*caller, self.instance.app_id.encode())
+            if len(self._callers) >= _MEMO_LIMIT:
+                self._callers.clear()
+            self._callers[caller] = found
+        return found
 
     def _identity(self, callee: str) -> Headers:
         found = self._identities.get(callee)

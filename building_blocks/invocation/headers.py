@@ -19,6 +19,7 @@ __all__ = (
     "CALLER_NAMESPACE",
     "HOP_TOKEN",
     "Headers",
+    "caller_of",
     "first",
     "forwardable",
     "identity",
@@ -89,13 +90,31 @@ def first(headers: Headers, name: bytes) -> bytes:
     return next((value for header, value in headers if header == name), b"")
 
 
-def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
-    """The target's response headers that go back to the caller.
+def caller_of(headers: Headers) -> tuple[bytes, bytes]:
+    """The caller's namespace and app id a hop carries (``b""`` for one not there): both in one pass."""
+    namespace: bytes | None = None
+    caller: bytes | None = None
+    for name, value in headers:
+        if name == CALLER_ID:
+            if caller is None:
+                caller = value
+                if namespace is not None:
+                    break
+        elif name == CALLER_NAMESPACE and namespace is None:
+            namespace = value
+            if caller is not None:
+                break
+    return namespace or b"", caller or b""
+
+
+def response_headers(headers: Iterable[tuple[bytes, bytes]], lowered: bool = False) -> Headers:
+    """The target's response headers that go back to the caller (``lowered``: their names are lower-case
+    already, as the sidecar's HTTP client gives them).
 
     ``Content-Length`` is recomputed; ``Date`` and ``Server`` are the sidecar's own (its HTTP server always
     sets them, so relaying the target's would repeat them).
     """
-    items = [(name.lower(), value) for name, value in headers]
+    items = headers if lowered and isinstance(headers, list) else [(name.lower(), value) for name, value in headers]
     tokens = _connection_tokens(items)
     dropped = _NOT_RELAYED | tokens if tokens else _NOT_RELAYED
     return [(name, value) for name, value in items if name not in dropped]

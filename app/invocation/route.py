@@ -10,6 +10,7 @@ import base64
 import binascii
 import posixpath
 from collections.abc import Iterable
+from typing import TypeVar
 
 from starlette.datastructures import Headers
 
@@ -17,8 +18,20 @@ from app.paths import unescape
 
 __all__ = ("find_target",)
 
+_T = TypeVar("_T")
 _PREFIX = "/v1.0/invoke/"
 _METHOD = "/method/"
+#: What a path gives, remembered per path (a pure function of it; bounded, as paths come from clients).
+_KEPT = 1024
+_methods: dict[str, str] = {}
+_targets: dict[str, tuple[str, str]] = {}
+
+
+def _remember(memo: dict[str, _T], path: str, value: _T) -> _T:
+    if len(memo) >= _KEPT:
+        memo.clear()
+    memo[path] = value
+    return value
 
 
 def _clean(path: str) -> str:
@@ -56,7 +69,14 @@ def find_target(path: str, headers: Headers | Iterable[tuple[bytes, bytes]]) -> 
     are unescaped once, after the path was split, so an encoded ``/`` can never move the split."""
     app_id = _header_target(headers.raw if isinstance(headers, Headers) else headers)
     if app_id:
-        return app_id, _clean(unescape(path))
+        method = _methods.get(path)
+        return app_id, method if method is not None else _remember(_methods, path, _clean(unescape(path)))
+    target = _targets.get(path)
+    return target if target is not None else _remember(_targets, path, _path_target(path))
+
+
+def _path_target(path: str) -> tuple[str, str]:
+    """The app id and method of the path form (``""``, ``""``: not an invocation path)."""
     if not path.startswith(_PREFIX):
         return "", ""
     rest = path[len(_PREFIX) :]

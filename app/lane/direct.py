@@ -158,7 +158,12 @@ class DirectCall:
     def _misrouted(self, response: Response) -> bool:
         """A sidecar that no longer serves the app: the general path tries the next one."""
         address = self.plan.address
-        if not address or not any(name == _MISROUTED for name, _ in response.raw_headers):
+        if not address:
+            return False
+        for name, _ in response.raw_headers:
+            if name == _MISROUTED:
+                break
+        else:
             return False
         response.close()
         self.invoker.block.peer_failed(address)

@@ -14,22 +14,15 @@ from typing import TYPE_CHECKING
 from starlette.types import Message, Receive, Scope, Send
 
 from app.middleware import FrontDoor
+from app.observability.paths import invoked_app
 
 if TYPE_CHECKING:
     from app.observability.metrics import DaprMetrics
 
 __all__ = ("ObservedFrontDoor", "count_request", "invoked_app")
 
-_INVOKE = "/v1.0/invoke/"
 #: How much of an error answer is kept to read its ``errorCode`` (``spec.metrics.recordErrorCodes``).
 _ERROR_BODY_LIMIT = 4096
-
-
-def invoked_app(path: str) -> str:
-    """The target app of an invocation path (``/v1.0/invoke/<app>/method/...``), else ``""``."""
-    if not path.startswith(_INVOKE):
-        return ""
-    return path[len(_INVOKE) :].partition("/")[0]
 
 
 def count_request(metrics: DaprMetrics, scope: Scope, status: int, sent: int, seconds: float) -> None:
@@ -40,12 +33,7 @@ def count_request(metrics: DaprMetrics, scope: Scope, status: int, sent: int, se
         if name == b"content-length":
             received = int(value) if value.isdigit() else 0
             break
-    path = scope["path"]
-    metrics.http_server(scope["method"], path, status, received, sent, seconds)
-    target = invoked_app(path)
-    if target:
-        metrics.invocation_sent(target)
-        metrics.invocation_answered(target, status, seconds)
+    metrics.api_request(scope["method"], scope["path"], status, received, sent, seconds)
 
 
 class ObservedFrontDoor(FrontDoor):

@@ -9,6 +9,7 @@ here. Everything runs on the event loop: a record is a few dict updates.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from time import perf_counter, time
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from app.observability.instruments import Counter, Gauge, Histogram, Instrument, exposition
-from app.observability.paths import PathLabels
+from app.observability.paths import PathLabels, invoked_app
 from building_blocks.block import ComponentCall, LayerOrder
 from building_blocks.configuration_spec import MetricsSpec
 from building_blocks.errors import Operation
@@ -26,11 +27,14 @@ __all__ = ("RECENT_DELIVERIES", "SIZE_BUCKETS", "DaprMetrics", "MetricsLayer")
 
 RECENT_DELIVERIES = 50
 _CALLS_LIMIT = 4096
+#: How many keys a memo of request series keeps before it starts over (its keys come from clients).
+_SERIES_LIMIT = 1024
 
 if TYPE_CHECKING:
     from app.http_client import Response
 
 T = TypeVar("T")
+_K = TypeVar("_K")
 Send = Callable[
     [str, bytes, list[tuple[bytes, bytes]], "bytes | AsyncIterable[bytes]", "int | None"], Awaitable["Response"]
 ]
@@ -39,6 +43,8 @@ Send = Callable[
 SIZE_BUCKETS = (
     1024, 2048, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864, 268435456, 1073741824, 4294967296,
 )  # fmt: skip
+#: The bounds of every size histogram, as ``Histogram`` sorts them.
+_SIZE_BOUNDS = tuple(sorted(SIZE_BUCKETS))
 _VERBS = frozenset({"GET", "PUT", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE"})
 _COMPONENT = ("component", "namespace", "operation", "success")
 
@@ -63,6 +69,20 @@ _OPERATIONS: dict[Operation, tuple[str, str]] = {
     Operation.SEQUENCER_NEXT_ID: ("sequencer", "next_id"),
     Operation.SEQUENCER_SEGMENT: ("sequencer", "segment"),
 }
+_Labels = tuple[str, ...]
+_Counts = dict[_Labels, float]
+#: An invocation's series (``invocation_sent``, ``invocation_answered``): the requests sent (count, key), the
+#: responses received (count, key), their latency's cell and bounds.
+_InvokeSeries = tuple[_Counts, _Labels, _Counts, _Labels, list[float], tuple[float, ...]]
+#: An API call's series (``http_server``): requests (count, key), latency (cell, bounds), responses (count and
+#: key, None when not legacy), the request and response size cells, and its invocation's series (or None).
+_ApiSeries = tuple[
+    _Counts, _Labels, list[float], tuple[float, ...], _Counts | None, _Labels, list[float], list[float],
+    _InvokeSeries | None,
+]  # fmt: skip
+#: A call into the app's series (``http_client``): the sent and received size cells, latency (cell, bounds),
+#: completions (count, key).
+_ClientSeries = tuple[list[float], list[float], list[float], tuple[float, ...], _Counts, _Labels]
 #: The families of component calls: Dapr's where Dapr has one, Layotto's in the same style where not.
 _FAMILIES = {
     "state": "dapr_component_state",
@@ -236,6 +256,12 @@ class DaprMetrics:
         self.record_error_codes = spec.record_error_codes
         #: Per (operation, component): its instruments and label values (``component``'s hot path).
         self._calls: dict[tuple[Operation, str], tuple[Counter, Histogram, tuple[str, ...], tuple[str, ...]]] = {}
+        #: Per (method, path, status) of an API call or an app channel call, and per (method, target, status)
+        #: of an invocation into the app: the series it records into (``api_request``'s, ``app_call``'s and
+        #: ``app_invocation``'s hot path).
+        self._api: dict[tuple[str, str, int], _ApiSeries] = {}
+        self._invocations: dict[tuple[str, bytes, int], _ClientSeries] = {}
+        self._app_calls: dict[tuple[str, str, int], _ClientSeries] = {}
         #: The last deliveries to the app (time, pubsub, topic, path, process status, milliseconds).
         self.recent_deliveries: deque[dict[str, Any]] = deque(maxlen=RECENT_DELIVERIES)
         for rule in spec.rules:
@@ -263,10 +289,70 @@ class DaprMetrics:
 
     # ---- the HTTP API (server) and the app channel (client) ----------------------------------------------
 
+    def api_request(
+        self, method: str, path: str, status: int, request_bytes: int, response_bytes: int, seconds: float
+    ) -> None:
+        """One API request (``count_request``): ``http_server``, and for ``/v1.0/invoke/<app>/...``
+        ``invocation_sent`` and ``invocation_answered``, recording exactly what they record. The series of a
+        (method, path, status) are found once and kept: label tuples (rules applied), histogram cells, the
+        invoked app; so a request costs one lookup and the adds (CPU per ``count_request``, 200k calls: an
+        invocation's 5.6 -> 2.3 us, a state call's 3.3 -> 1.7 us)."""
+        series = self._api.get((method, path, status))
+        if series is None:
+            series = self._api_series(method, path, status)
+        requests, key, latency, bounds, responses, response_key, request_sizes, response_sizes, invoked = series
+        requests[key] = requests.get(key, 0.0) + 1.0
+        ms = int(seconds * 1000)
+        latency[bisect_left(bounds, ms)] += 1
+        latency[-1] += ms
+        if responses is not None:
+            responses[response_key] = responses.get(response_key, 0.0) + 1.0
+        if request_bytes < 0:
+            request_bytes = 0
+        request_sizes[bisect_left(_SIZE_BOUNDS, request_bytes)] += 1
+        request_sizes[-1] += request_bytes
+        response_sizes[bisect_left(_SIZE_BOUNDS, response_bytes)] += 1
+        response_sizes[-1] += response_bytes
+        if invoked is not None:
+            sent, sent_key, answered, answered_key, answered_latency, answered_bounds = invoked
+            sent[sent_key] = sent.get(sent_key, 0.0) + 1.0
+            answered[answered_key] = answered.get(answered_key, 0.0) + 1.0
+            exact = seconds * 1000
+            answered_latency[bisect_left(answered_bounds, exact)] += 1
+            answered_latency[-1] += exact
+
+    def _api_series(self, method: str, path: str, status: int) -> _ApiSeries:
+        """What ``api_request`` records into for (method, path, status), kept (the memo starts over when full)."""
+        labels = (self._method(method), self.paths.label(path), str(status))
+        requests, latency, responses = self.server_requests, self.server_latency, self.server_responses
+        invoked: _InvokeSeries | None = None
+        target = invoked_app(path)
+        if target:
+            sent, answered, answered_latency = (
+                self.invocation_req_sent, self.invocation_res_recv, self.invocation_res_recv_latency
+            )  # fmt: skip
+            invoked = (
+                sent.values, sent.key((target, "unary")),
+                answered.values, answered.key((target, str(status), "unary")),
+                answered_latency.cell(answered_latency.key((target, str(status)))), answered_latency.bounds,
+            )  # fmt: skip
+        series: _ApiSeries = (
+            requests.values, requests.key(labels),
+            latency.cell(latency.key(labels)), latency.bounds,
+            responses.values if self.legacy else None, responses.key(labels),
+            self.server_request_bytes.cell(()), self.server_response_bytes.cell(()),
+            invoked,
+        )  # fmt: skip
+        if len(self._api) >= _SERIES_LIMIT:
+            self._api.clear()
+        self._api[(method, path, status)] = series
+        return series
+
     def http_server(
         self, method: str, path: str, status: int, request_bytes: int, response_bytes: int, seconds: float
     ) -> None:
-        """One API request: ``seconds`` end to end; latency in whole milliseconds, as daprd truncates it."""
+        """One API request: ``seconds`` end to end; latency in whole milliseconds, as daprd truncates it. Each
+        label is computed here, every call: ``api_request`` is the API's (memoized) way to record this."""
         labels = (self._method(method), self.paths.label(path), str(status))
         self.server_requests.inc(labels)
         self.server_latency.observe(labels, int(seconds * 1000))
@@ -276,7 +362,8 @@ class DaprMetrics:
         self.server_response_bytes.observe((), response_bytes)
 
     def http_client(self, method: str, path: str, status: int, sent: int, received: int, seconds: float) -> None:
-        """One call into the app (``status`` 500 when it gave no answer, as daprd reports it)."""
+        """One call into the app (``status`` 500 when it gave no answer, as daprd reports it). Each label is
+        computed here, every call: ``app_invocation`` is the app channel's (memoized) way to record this."""
         method, path = self._method(method), self.paths.label(path)
         labels = (method, path, str(status))
         self.client_sent_bytes.observe((method, path, ""), sent)
@@ -286,16 +373,65 @@ class DaprMetrics:
 
     def app_call(self, method: str, path: str, status: int, sent: int, received: int, seconds: float,
                  probe: bool) -> None:  # fmt: skip
-        """One request of the app channel: a health probe, or a call counted as daprd's HTTP client does."""
+        """One request of the app channel: a health probe, or a call counted as daprd's HTTP client does (as
+        ``app_invocation``'s, its series kept per (method, path, status))."""
         if probe:
             self.health_probe(status, seconds)
-        else:
-            self.http_client(method, path, status, sent, received, seconds)
+            return
+        series = self._app_calls.get((method, path, status))
+        if series is None:
+            series = self._client_series(self._app_calls, (method, path, status), method, path, status)
+        self._client_call(series, sent, received, seconds)
 
     def app_invocation(self, method: str, target: bytes, status: int, sent: int, received: int, seconds: float) -> None:
         """An invocation into the app, measured until its answer's head (the body streams on; its size is the
-        answer's ``content-length``, when it has one)."""
-        self.http_client(method, target.partition(b"?")[0].decode("latin-1"), status, sent, received, seconds)
+        answer's ``content-length``, when it has one): ``http_client`` of the target's path (its query dropped).
+        The series of a (method, target, status) are found once and kept, as ``api_request``'s (CPU per call,
+        200k calls: 2.5 -> 1.1 us)."""
+        series = self._invocations.get((method, target, status))
+        if series is None:
+            path = target.partition(b"?")[0].decode("latin-1")
+            series = self._client_series(self._invocations, (method, target, status), method, path, status)
+        sent_sizes, received_sizes, latency, bounds, completed, key = series  # _client_call's, inlined: 0.15 us
+        sent_sizes[bisect_left(_SIZE_BOUNDS, sent)] += 1
+        sent_sizes[-1] += sent
+        received_sizes[bisect_left(_SIZE_BOUNDS, received)] += 1
+        received_sizes[-1] += received
+        ms = int(seconds * 1000)
+        latency[bisect_left(bounds, ms)] += 1
+        latency[-1] += ms
+        completed[key] = completed.get(key, 0.0) + 1.0
+
+    @staticmethod
+    def _client_call(series: _ClientSeries, sent: int, received: int, seconds: float) -> None:
+        """``http_client``'s record into a call's kept series (``app_invocation`` has it inlined)."""
+        sent_sizes, received_sizes, latency, bounds, completed, key = series
+        sent_sizes[bisect_left(_SIZE_BOUNDS, sent)] += 1
+        sent_sizes[-1] += sent
+        received_sizes[bisect_left(_SIZE_BOUNDS, received)] += 1
+        received_sizes[-1] += received
+        ms = int(seconds * 1000)
+        latency[bisect_left(bounds, ms)] += 1
+        latency[-1] += ms
+        completed[key] = completed.get(key, 0.0) + 1.0
+
+    def _client_series(
+        self, memo: dict[_K, _ClientSeries], key: _K, method: str, path: str, status: int
+    ) -> _ClientSeries:
+        """What ``http_client`` records into for (method, path, status), kept in ``memo`` under ``key`` (the
+        memo starts over when full)."""
+        label, path = self._method(method), self.paths.label(path)
+        labels = (label, path, str(status))
+        sent, latency, completed = self.client_sent_bytes, self.client_latency, self.client_completed
+        series: _ClientSeries = (
+            sent.cell(sent.key((label, path, ""))), self.client_received_bytes.cell(()),
+            latency.cell(latency.key(labels)), latency.bounds,
+            completed.values, completed.key(labels),
+        )  # fmt: skip
+        if len(memo) >= _SERIES_LIMIT:
+            memo.clear()
+        memo[key] = series
+        return series
 
     def health_probe(self, status: int, seconds: float) -> None:
         labels = (str(status),)

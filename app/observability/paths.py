@@ -21,10 +21,18 @@ from collections.abc import Sequence
 
 from building_blocks.configuration_spec import MetricsHttpSpec
 
-__all__ = ("PathLabels",)
+__all__ = ("PathLabels", "invoked_app")
 
 _STATIC = frozenset({"/dapr/config", "/dapr/metrics", "/dapr/subscribe", "/healthz"})
 _CACHE_LIMIT = 4096
+_INVOKE = "/v1.0/invoke/"
+
+
+def invoked_app(path: str) -> str:
+    """The target app of an invocation path (``/v1.0/invoke/<app>/method/...``), else ``""``."""
+    if not path.startswith(_INVOKE):
+        return ""
+    return path[len(_INVOKE) :].partition("/")[0]
 
 
 def legacy_label(path: str) -> str:

@@ -41,9 +41,12 @@ class MetricsServer:
     @property
     def bound_port(self) -> int | None:
         """The port actually listened on (None when not listening), for ``--metrics-port 0``."""
-        if self._server is None or not self._server.sockets:
+        if self._server is None:
             return None
-        return int(self._server.sockets[0].getsockname()[1])
+        for sock in self._server.sockets:
+            if sock is not None:  # uvloop lists a listening handle that already closed as None
+                return int(sock.getsockname()[1])
+        return None
 
     def body(self) -> bytes:
         from prometheus_client import REGISTRY, generate_latest  # at the first scrape: start-up stays lean
@@ -59,7 +62,14 @@ class MetricsServer:
                 "metrics server not started on %s:%d: %s; serving without metrics", self.host, self.port, reason
             )
             return False
-        log.info("metrics server started on %s:%d/", self.host, self.bound_port or self.port)
+        bound = self.bound_port
+        if bound is None:  # listening, then closed at once (seen rarely on a busy machine): as a port taken
+            log.warning(
+                "metrics server not started on %s:%d: its socket closed; serving without metrics", self.host, self.port
+            )
+            await self.close()
+            return False
+        log.info("metrics server started on %s:%d/", self.host, bound)
         return True
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -359,3 +359,33 @@ async def test_metric_rules_from_the_config_file(tmp_path: Path) -> None:
         text = await scrape(port)
     assert value(text, "dapr_http_server_request_count", path="/v1.0/state/keys") == 2
     assert value(text, "dapr_http_server_latency_count", path="/v1.0/state/statestore") == 2  # its own rules only
+
+
+class _ClosedAtOnce:
+    """What uvloop's ``start_server`` can hand back on a busy machine: a server whose one socket already closed."""
+
+    sockets: list[None] = [None]
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+async def test_a_metrics_socket_closed_at_once_is_a_warning_not_a_failed_start(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app.observability.server import MetricsServer
+
+    server = _ClosedAtOnce()
+
+    async def start_server(*args: object, **kwargs: object) -> _ClosedAtOnce:
+        return server
+
+    monkeypatch.setattr(asyncio, "start_server", start_server)
+    metrics = MetricsServer(lambda: "", "127.0.0.1", 0)
+    assert await metrics.start() is False  # the sidecar carries on without metrics, as for a port taken
+    assert server.closed and metrics.bound_port is None
+    assert "metrics server not started on 127.0.0.1:0: its socket closed" in caplog.text

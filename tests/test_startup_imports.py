@@ -17,7 +17,8 @@ from pathlib import Path
 #: Loaded on first use only: uvicorn's command line (click, the reloader and worker supervisors), the
 #: WebSocket protocols (until an upgrade), the pipeline and API-rule governance (with a ``--config`` using
 #: them), the state query language (at the first query), difflib (for a did-you-mean); the gRPC front's
-#: services, their generated modules and protobuf (at the first gRPC call; ``app.grpc.server``).
+#: services, their generated modules and protobuf (at the first gRPC call; ``app.grpc.server``); and never
+#: ``importlib.resources`` with its zip and compression modules (the embedded specs are a folder).
 LAZY = (
     "click",
     "uvicorn.main",
@@ -41,6 +42,8 @@ LAZY = (
     "google.protobuf",
     "google.rpc",
     "grpc_health.v1.health",
+    "importlib.resources",
+    "zipfile",
 )
 
 _PROBE = textwrap.dedent(

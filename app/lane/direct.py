@@ -112,19 +112,18 @@ class DirectCall:
     # -- app.http_client.Exchange ----------------------------------------------------------------------------
 
     def answered(self, response: Response) -> None:
-        if self._misrouted(response):
-            return
-        status = response.status_code
-        self._app_metrics(response)
-        body = response.ready_body() or b""
-        headers = response_headers(response.raw_headers, lowered=True)
-        if status not in _NO_BODY:
-            headers.append((b"content-length", str(len(body)).encode()))
-        cycle = self.cycle
         try:
-            cycle.respond(status, headers, body)
-        except Exception as exc:  # an app's header the server will not write: as ``LaneCycle.run`` ends it
-            cycle.fail(exc)
+            if self._misrouted(response):
+                return
+            status = response.status_code
+            self._app_metrics(response)
+            body = response.ready_body() or b""
+            headers = response_headers(response.raw_headers, lowered=True)
+            if status not in _NO_BODY:
+                headers.append((b"content-length", str(len(body)).encode()))
+            self.cycle.respond(status, headers, body)
+        except Exception as exc:  # e.g. an app's header the server will not write: as ``LaneCycle.run`` ends
+            self.cycle.fail(exc)
         self._done()
 
     def streaming(self, response: Response) -> None:
@@ -134,6 +133,13 @@ class DirectCall:
         self.cycle.spawn(lambda cycle: self._relay(response))
 
     def failed(self, error: HttpClientError) -> None:
+        try:
+            self._failed(error)
+        except Exception as exc:  # as ``LaneCycle.run`` ends a route that fails
+            self.cycle.fail(exc)
+            self._done()
+
+    def _failed(self, error: HttpClientError) -> None:
         plan, verb = self.plan, self.cycle.method
         if plan.address:  # the other sidecar: gone; the general path tries again (Dapr's built-in retries)
             self.invoker.block.peer_failed(plan.address)

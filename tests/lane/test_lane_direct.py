@@ -63,6 +63,8 @@ def _answer(path: str) -> bytes:
             + (b"2710\r\n" + chunk + b"\r\n") * 20
             + b"0\r\n\r\n"
         )
+    if path == "/bad-header":  # a control character in a value: the sidecar's parser refuses the answer
+        return b"HTTP/1.1 200 OK\r\nx-bad: a\x01b\r\ncontent-length: 2\r\n\r\nok"
     if path == "/big-error":
         return b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: %d\r\nx-app: 1\r\n\r\n%b" % (_BIG, b"e" * _BIG)
     return b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-app: 1\r\ncontent-length: 2\r\n\r\nok"
@@ -173,3 +175,11 @@ async def test_a_large_answer_streams_and_a_large_error_comes_back_whole(
     assert big.header(b"transfer-encoding") == b"chunked" and big.body == b"b" * _BIG
     assert error.status == 500 and error.header(b"content-length") == str(_BIG).encode()
     assert error.body == b"e" * _BIG and error.header(b"x-app") == b"1"
+
+
+async def test_an_answer_that_is_not_http_fails_as_on_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    general, lane, _ = await _on_both_paths(tmp_path, monkeypatch, [("GET", "/ok"), ("GET", "/bad-header")])
+    assert [a.wire() for a in lane] == [a.wire() for a in general]
+    assert lane[1].status == 500 and b"ERR_DIRECT_INVOKE" in lane[1].body and b"malformed HTTP" in lane[1].body

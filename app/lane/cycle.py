@@ -26,10 +26,51 @@ log = logging.getLogger("uvicorn.error")  # where uvicorn reports an app's failu
 Headers = list[tuple[bytes, bytes]]
 Serve = Callable[["LaneCycle"], Awaitable[None]]
 _NO_BODY = (204, 304)
+#: Per list of a server's default headers (uvicorn makes a new one each second, for its ``date``): the list
+#: (kept, so that its id is not reused while remembered), its lines, and what they frame (a
+#: ``Content-Length``, chunked or not, ``Connection: close``), checked once. Bounded: two servers per sidecar.
+_DEFAULTS: dict[int, tuple[Headers, bytes, int | None, bool | None, bool]] = {}
+_DEFAULTS_KEPT = 8
 _ERROR_500 = (
     [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21"), (b"connection", b"close")],
     b"Internal Server Error",
 )
+
+
+def _closes(value: bytes) -> bool:
+    return b"close" in [token.lower().strip() for token in value.split(b",")]
+
+
+def _defaults(headers: Headers) -> tuple[bytes, int | None, bool | None, bool]:
+    """The lines of a server's default headers, checked as ``LaneCycle._head`` checks an answer's, and what
+    they frame; once per list (uvicorn's ``date`` changes once a second). Measured, a cycle made and its
+    ``respond`` of 4 headers and 1 KiB: 9.1 µs -> 7.4 µs."""
+    found = _DEFAULTS.get(id(headers))
+    if found is not None and found[0] is headers:
+        return found[1:]
+    lines: list[bytes] = []
+    length: int | None = None
+    chunked: bool | None = None
+    close = False
+    for name, value in headers:
+        if HEADER_RE.search(name):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(value):
+            raise RuntimeError("Invalid HTTP header value.")
+        name = name.lower()
+        if name == b"content-length" and chunked is None:
+            length = int(value.decode())
+            chunked = False
+        elif name == b"transfer-encoding" and value.lower() == b"chunked":
+            length = 0
+            chunked = True
+        elif name == b"connection" and _closes(value):
+            close = True
+        lines += (name, b": ", value, b"\r\n")
+    if len(_DEFAULTS) >= _DEFAULTS_KEPT:
+        _DEFAULTS.clear()
+    _DEFAULTS[id(headers)] = (headers, b"".join(lines), length, chunked, close)
+    return b"".join(lines), length, chunked, close
 
 
 class LaneCycle:
@@ -114,10 +155,13 @@ class LaneCycle:
         """Status line and headers, as uvicorn's ``RequestResponseCycle.send`` writes them."""
         self.response_started = True
         self.status = status
-        content = [STATUS_LINE[status]]
-        chunked: bool | None = None
-        close = False
-        for name, value in (*self._protocol.server_state.default_headers, *headers):
+        encoded, length, chunked, close = _defaults(self._protocol.server_state.default_headers)
+        if length is not None:
+            self._length = length
+        if close:
+            self.keep_alive = False
+        content = [STATUS_LINE[status], encoded]
+        for name, value in headers:
             if HEADER_RE.search(name):
                 raise RuntimeError("Invalid HTTP header name.")
             if HEADER_VALUE_RE.search(value):
@@ -129,7 +173,7 @@ class LaneCycle:
             elif name == b"transfer-encoding" and value.lower() == b"chunked":
                 self._length = 0
                 chunked = True
-            elif name == b"connection" and b"close" in [token.lower().strip() for token in value.split(b",")]:
+            elif name == b"connection" and _closes(value):
                 self.keep_alive = False
                 close = True
             content += (name, b": ", value, b"\r\n")
@@ -156,6 +200,41 @@ class LaneCycle:
                 raise RuntimeError("Response content length differs from Content-Length")
             else:
                 content.append(body)
+        self._protocol.transport.write(b"".join(content))
+        self._complete()
+
+    def relay(self, status: int, headers: Headers, body: bytes) -> None:
+        """``respond`` with ``headers`` and a ``Content-Length`` of ``body`` (none for 204 and 304), for headers
+        that need none of ``_head``'s checks: names lower-case and values as httptools' strict parser let them
+        through (valid by ``HEADER_RE`` and ``HEADER_VALUE_RE``: ``tests/lane/test_lane_hop_costs.py`` holds
+        the parser to it), none of them framing (``Content-Length``, ``Transfer-Encoding``, ``Connection``),
+        as ``building_blocks.invocation.headers.response_headers`` leaves a target's answer. The same bytes as
+        ``respond``; measured for an invocation's answer of 3 headers and 1 KiB (cycle made, then answered),
+        9.1 µs -> 4.5 µs.
+        A request that is not answered this way (``HEAD``, a server's default header that frames) is
+        ``respond``'s."""
+        if self.disconnected:
+            return
+        encoded, _, chunked, close = _defaults(self._protocol.server_state.default_headers)
+        if close or chunked is not None or self.method == "HEAD":
+            if status not in _NO_BODY:
+                headers.append((b"content-length", b"%d" % len(body)))
+            self.respond(status, headers, body)
+            return
+        self.response_started = True
+        self.status = status
+        content = [STATUS_LINE[status], encoded]
+        for name, value in headers:
+            content += (name, b": ", value, b"\r\n")
+        if status in _NO_BODY:
+            if len(body) != self._length:
+                raise RuntimeError("Response content length differs from Content-Length")
+        else:
+            content += (b"content-length: %d\r\n" % len(body),)
+        if not self.keep_alive:
+            content.append(b"connection: close\r\n")
+        content += (b"\r\n", body)
+        self.sent += len(body)
         self._protocol.transport.write(b"".join(content))
         self._complete()
 

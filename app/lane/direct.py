@@ -46,7 +46,6 @@ __all__ = ("DirectCall", "Responded")
 
 #: Verbs the client sends again on a new connection when a kept-alive one turns out closed (Go's rule).
 _REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_NO_BODY = (204, 304)
 _MISROUTED = MISROUTED.encode()
 
 #: Called once the answer is written: its status (the hop's metrics).
@@ -118,10 +117,8 @@ class DirectCall:
             status = response.status_code
             self._app_metrics(response)
             body = response.ready_body() or b""
-            headers = response_headers(response.raw_headers, lowered=True)
-            if status not in _NO_BODY:
-                headers.append((b"content-length", str(len(body)).encode()))
-            self.cycle.respond(status, headers, body)
+            # Names lower-case and checked by the client's parser, no framing left: ``relay`` writes them as is.
+            self.cycle.relay(status, response_headers(response.raw_headers, lowered=True), body)
         except Exception as exc:  # e.g. an app's header the server will not write: as ``LaneCycle.run`` ends
             self.cycle.fail(exc)
         self._done()

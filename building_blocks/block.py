@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
+from time import perf_counter
 from typing import Any, ClassVar, Generic, NoReturn, Protocol, TypeVar, TypeVarTuple, cast
 
 from building_blocks.component import Component, ComponentContext
@@ -20,7 +21,7 @@ from building_blocks.errors import (
 )
 from building_blocks.keyprefix import KeyPrefixer
 
-__all__ = ("Block", "ComponentCall", "Entry", "Layer", "LayerOrder")
+__all__ = ("Block", "ComponentCall", "Entry", "Layer", "LayerOrder", "Observer")
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,13 @@ class Layer(Protocol):
     order: int
 
     def __call__(self, call: ComponentCall, proceed: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
+
+
+class Observer(Protocol):
+    """A layer that only watches calls (metrics): it can be told of a call made without it, once it is over,
+    which is what lets a block make a call from the event loop's callbacks (``Block.observers``)."""
+
+    def observed(self, call: ComponentCall, success: bool, seconds: float) -> None: ...
 
 
 class LayerOrder:
@@ -118,10 +126,23 @@ class Block(Generic[C, S]):
         self.components: Mapping[str, C] = _Components(self.entries)
         #: Applied around every component call, outermost first; empty (the default) costs nothing.
         self.layers: tuple[Layer, ...] = ()
+        #: What each layer is told of a call made without it, when every layer only watches (``Observer``);
+        #: ``None`` when one does more (a resiliency policy, a span around the call): every call runs them.
+        self.observers: tuple[Callable[[ComponentCall, bool, float], None], ...] | None = ()
 
     def add_layer(self, layer: Layer) -> None:
         """Apply ``layer`` around every later component call of this block, in ``layer.order``."""
         self.layers = tuple(sorted((*self.layers, layer), key=lambda known: known.order))
+        observers = tuple(getattr(known, "observed", None) for known in self.layers)
+        self.observers = None if None in observers else cast(Any, observers)
+
+    def observe(self, call: ComponentCall, success: bool, started: float) -> None:
+        """Tells the layers (all ``Observer``s) of ``call``, made without them since ``started``
+        (``perf_counter``)."""
+        if self.observers:
+            seconds = perf_counter() - started
+            for observed in self.observers:
+                observed(call, success, seconds)
 
     def add(self, component: C, where: str) -> None:
         """Register a constructed (not yet initialised) component; raise ``SpecError`` for bad settings."""

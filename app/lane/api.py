@@ -17,6 +17,7 @@ directly for a state get (``get_state`` is that call), and errors go through the
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from app.middleware import UNKNOWN_LENGTH
 from app.observability.front import count_request
 from app.routers import invoke, publish, state
 from building_blocks.invocation.body import SMALL_BODY
+from building_blocks.state.base import GetResponse
 
 if TYPE_CHECKING:
     from app.lane.protocol import LaneProtocol
@@ -62,6 +64,7 @@ class ApiLane:
         }
         self._measured: dict[Serve, Serve] = {}
         self._directs: dict[int, Callable[[LaneCycle], bool]] = {}
+        self._reads: dict[int, Callable[[LaneCycle], bool]] = {}
 
     def claim(
         self, protocol: LaneProtocol, method_bytes: bytes, url: bytes, headers: list[tuple[bytes, bytes]]
@@ -107,7 +110,39 @@ class ApiLane:
             cycle.direct = self._directs.get(id(metrics)) or self._directs.setdefault(
                 id(metrics), self._direct(metrics)
             )
+        elif eager:
+            cycle.direct = self._reads.get(id(metrics)) or self._reads.setdefault(id(metrics), self._read_now(metrics))
         return cycle
+
+    def _read_now(self, metrics: DaprMetrics | None) -> Callable[[LaneCycle], bool]:
+        """A state get made from the protocol's callbacks when the store can (``StateBlock.get_now``), answered
+        and counted as ``_read_state`` answers it under ``_measured``; with query parameters (consistency,
+        metadata) it is ``_read_state``'s."""
+        runtime, app_id = self.runtime, self.app_id
+
+        def read_now(cycle: LaneCycle) -> bool:
+            scope = cycle.scope
+            if scope["query_string"]:
+                return False
+            started = perf_counter()
+
+            def reply(outcome: GetResponse | Exception | None) -> None:
+                try:
+                    if isinstance(outcome, Exception):
+                        error = render_error(outcome, app_id)
+                        cycle.respond(error.status_code, error.raw_headers, bytes(error.body))
+                    else:
+                        status, body, headers = state.item_answer(outcome)
+                        cycle.respond(status, headers, body)
+                except Exception as exc:  # as ``LaneCycle.run`` ends a route that fails
+                    cycle.fail(exc)
+                if metrics is not None:
+                    count_request(metrics, scope, cycle.status, cycle.sent, perf_counter() - started)
+
+            params = cycle.params
+            return runtime.state.get_now(params["store_name"], params["key"], reply, partial(cycle.spawn, cycle.serve))
+
+        return read_now
 
     def _direct(self, metrics: DaprMetrics | None) -> Callable[[LaneCycle], bool]:
         """An invocation made from the protocol's callbacks when it can be (``app.lane.direct``)."""

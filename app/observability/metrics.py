@@ -558,3 +558,7 @@ class MetricsLayer:
             raise
         self.metrics.component(call, True, perf_counter() - started)
         return result
+
+    def observed(self, call: ComponentCall, success: bool, seconds: float) -> None:
+        """A call made without this layer (``Block.observers``), counted as ``__call__`` counts one."""
+        self.metrics.component(call, success, seconds)

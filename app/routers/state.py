@@ -44,13 +44,18 @@ async def read_state(runtime: Runtime, store_name: str, key: str, query: bytes) 
     """``get_state`` on its parts: the front door's fast lane calls it without making a ``Request``."""
     consistency = QueryParams(query).get("consistency", "") if query else ""
     item = await runtime.state.get(store_name, key, consistency, metadata_from_query(query))
+    return raw_response(*item_answer(item))
+
+
+def item_answer(item: GetResponse | None) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The status, body and headers (as they go on the wire) of a state get's answer."""
     if item is None:
-        return raw_response(NO_CONTENT, b"", [])
+        return NO_CONTENT, b"", []
     headers = [(b"etag", item.etag.encode())] if item.etag is not None else []
     if item.expires_at is not None:
         headers.append((b"metadata.ttlexpiretime", _expire_time(item.expires_at).encode()))
     headers += ((b"content-length", str(len(item.value)).encode()), _JSON_TYPE)
-    return raw_response(200, item.value, headers)
+    return 200, item.value, headers
 
 
 @router.api_route("/v1.0/state/{store_name}", methods=["POST", "PUT"])

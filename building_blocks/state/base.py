@@ -13,7 +13,7 @@ Concurrency rules every store follows (Dapr's in-memory reference semantics):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -194,6 +194,10 @@ class QueryResponse:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+#: Hears of a ``StateStore.get_now``: the item (None: missing), or the error ``get`` raises.
+GetReply = Callable[[GetResponse | Exception | None], None]
+
+
 class StateStore(Component):
     """Base class of state stores.
 
@@ -211,6 +215,12 @@ class StateStore(Component):
     async def get(self, request: GetRequest) -> GetResponse | None:
         """The item, or None when missing or expired."""
         raise NotImplementedError
+
+    def get_now(self, request: GetRequest, reply: GetReply, fallback: Callable[[], None]) -> bool:
+        """``get`` from the event loop's callbacks, without a task, for a store that can make it so:
+        ``reply`` hears of what ``get`` returns or raises, or ``fallback`` is told to call ``get`` instead
+        (nothing having changed). ``False`` (the default): nothing was started, call ``get``."""
+        return False
 
     async def set(self, request: SetRequest) -> None:
         raise NotImplementedError

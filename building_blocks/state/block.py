@@ -8,10 +8,11 @@ layer can report their failures with the operation's own Dapr code.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from time import perf_counter
 
 from building_blocks._common.cooperative import map_items
-from building_blocks.block import Block, Entry
+from building_blocks.block import Block, ComponentCall, Entry
 from building_blocks.errors import (
     FeatureNotSupported,
     InvalidOption,
@@ -29,6 +30,7 @@ from building_blocks.state.base import (
     DeleteItem,
     DeleteRequest,
     Feature,
+    GetReply,
     GetRequest,
     GetResponse,
     QueryRequest,
@@ -150,6 +152,32 @@ class StateBlock(Block[StateStore, None]):
             return await entry.component.get(request)
         except Exception as exc:
             self.fail(Operation.STATE_GET, name, key, exc)
+
+    def get_now(self, name: str, key: str, reply: GetReply, fallback: Callable[[], None]) -> bool:
+        """``get(name, key)`` from the event loop's callbacks, when the store can make it so
+        (``StateStore.get_now``) and every layer only watches (``Block.observers``, told once it is over):
+        ``reply`` hears of what ``get`` returns or raises (the same error), or ``fallback`` is told to call
+        ``get`` instead. ``False``: nothing was started, call ``get`` (which reports what is wrong)."""
+        entry = self.entries.get(name)
+        if entry is None or self.observers is None:
+            return False
+        try:
+            request = GetRequest(self._key(entry, key), NO_METADATA, Consistency.EVENTUAL)
+        except Exception:
+            return False
+        started = perf_counter()
+
+        def got(outcome: GetResponse | Exception | None) -> None:
+            failed = isinstance(outcome, Exception)
+            self.observe(ComponentCall(self, Operation.STATE_GET, name, key), not failed, started)
+            if isinstance(outcome, Exception):
+                try:
+                    self.fail(Operation.STATE_GET, name, key, outcome)
+                except Exception as exc:
+                    outcome = exc
+            reply(outcome)
+
+        return entry.component.get_now(request, got, fallback)
 
     async def save(self, name: str, items: Sequence[SaveItem]) -> None:
         """Save ``items``; several items are not atomic."""

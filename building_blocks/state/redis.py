@@ -16,7 +16,7 @@ writes that give none; none by default).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,7 @@ from building_blocks.state.base import (
     BulkGetItem,
     DeleteRequest,
     Feature,
+    GetReply,
     GetRequest,
     GetResponse,
     SetRequest,
@@ -134,6 +135,22 @@ class RedisStateStore(StateStore):
         except RedisError as exc:
             raise _translation(exc) from exc
         return _response(reply, time.time())
+
+    def get_now(self, request: GetRequest, reply: GetReply, fallback: Callable[[], None]) -> bool:
+        """``get`` by ``Script.call_now``: the read script's reply taken from the connection's callbacks."""
+
+        def got(answer: Any) -> None:
+            outcome: GetResponse | Exception | None
+            try:
+                if isinstance(answer, RedisError):
+                    raise _translation(answer) from answer
+                (item,) = answer
+                outcome = _response(item, time.time())
+            except Exception as exc:  # what ``get`` raises for it
+                outcome = exc
+            reply(outcome)
+
+        return self._read.call_now([request.key], got, fallback)
 
     async def bulk_get(self, requests: Sequence[GetRequest]) -> list[BulkGetItem]:
         items: list[BulkGetItem] = []

@@ -119,16 +119,21 @@ async def exchange(port: int, data: bytes, count: int = 1) -> list[Answer]:
 
 @contextlib.asynccontextmanager
 async def served(
-    app: FrontDoor | ASGIApp, settings: Settings | None = None, http: type[HttpToolsProtocol] | None = None
+    app: FrontDoor | ASGIApp,
+    settings: Settings | None = None,
+    http: type[HttpToolsProtocol] | None = None,
+    keep_alive: int = 5,
 ) -> AsyncIterator[int]:
     """``app`` behind uvicorn on a free loopback port, with the protocol ``settings.http_lane`` names for the
-    API port (or ``http``)."""
+    API port (or ``http``), closing connections idle for ``keep_alive`` seconds."""
     from app.http_server import api_protocol
 
     if http is None:
         assert isinstance(app, FrontDoor) and settings is not None
         http = api_protocol(settings, app)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=http, lifespan="off", log_config=None)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, http=http, lifespan="off", log_config=None, timeout_keep_alive=keep_alive
+    )
     config.server_header = False
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

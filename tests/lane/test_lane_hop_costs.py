@@ -5,6 +5,7 @@ the client's request head drops framing headers whatever their case."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +14,7 @@ import httptools
 import pytest
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
-from app.http_client import _head
+from app.http_client import HttpClient, HttpClientError, Response, _head
 from app.lane.cycle import LaneCycle
 
 Headers = list[tuple[bytes, bytes]]
@@ -205,3 +206,85 @@ def test_the_request_head_drops_framing_headers_in_any_case() -> None:
 
 async def _stream() -> AsyncIterator[bytes]:
     yield b"12345"
+
+
+_ANSWERS = {
+    b"/length": b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+    b"/chunked": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    b"/empty": b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"/head": b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n",  # a HEAD's answer: a length and no body
+    b"/continue": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+}
+
+
+async def test_a_kept_connection_parses_answers_of_every_framing_one_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client's connection reuses the parser of an answer that ended as a message for the next one: each
+    framing in turn, on one connection, reads as on a new one."""
+    connections = 0
+    parsers = 0
+    parser = httptools.HttpResponseParser
+
+    def counted(protocol: object) -> httptools.HttpResponseParser:
+        nonlocal parsers
+        parsers += 1
+        return parser(protocol)
+
+    monkeypatch.setattr(httptools, "HttpResponseParser", counted)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                writer.write(_ANSWERS[head.split(b" ")[1]])
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            served.set()
+
+    served = asyncio.Event()  # the connection's handler is done (its writer closed)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HttpClient()
+    try:
+        expected = {b"/length": b"hello", b"/chunked": b"abcde", b"/empty": b"", b"/continue": b"ok"}
+        for path in [b"/length", b"/chunked", b"/empty", b"/head", b"/length", b"/continue", b"/chunked"] * 2:
+            method = "HEAD" if path == b"/head" else "GET"
+            response = await client.request(method, "127.0.0.1", port, path)
+            assert (await response.aread()) == expected.get(path, b"")
+            assert response.status_code == (204 if path == b"/empty" else 200)
+        for path in [b"/length", b"/chunked", b"/length"]:
+            answers: list[bytes] = []
+            done = asyncio.get_running_loop().create_future()
+            exchange = _Exchange(answers, done)
+            assert client.exchange("POST", "127.0.0.1", port, path, [], b"x", exchange, 4096)
+            await done
+            assert answers == [expected[path]]
+        assert connections == 1
+        assert parsers == 5  # the first, then a new one after each 204 and HEAD answer's head
+    finally:
+        await client.aclose()
+        await asyncio.wait_for(served.wait(), 5)
+        server.close()
+        await server.wait_closed()
+
+
+class _Exchange:
+    def __init__(self, answers: list[bytes], done: asyncio.Future[None]) -> None:
+        self.answers = answers
+        self.done = done
+
+    def answered(self, response: Response) -> None:
+        self.answers.append(response.ready_body() or b"")
+        self.done.set_result(None)
+
+    def streaming(self, response: Response) -> None:
+        self.done.set_exception(AssertionError("streamed"))
+
+    def failed(self, error: HttpClientError) -> None:
+        self.done.set_exception(error)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,8 +114,18 @@ def directs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return answered
 
 
+async def _settled(sidecar: Sidecar) -> None:
+    """Until start-up's call for the subscriptions is answered and its connection is back in the app channel's
+    pool (it runs in the background once the sidecar is ready: on a busy machine, after the first call)."""
+    channel: Any = sidecar.runtime.app_channel
+    async with asyncio.timeout(60):
+        while not any(channel._http._idle.values()):
+            await asyncio.sleep(0.01)
+
+
 async def _answers(sidecar: Sidecar, calls: list[tuple[str, str]]) -> list[Answer]:
-    """Each call on one connection, one after the other (the first one opens the pooled connection)."""
+    """Each call on one connection, one after the other, once start-up's call left a pooled connection."""
+    await _settled(sidecar)
     async with connect(_port(sidecar)) as connection:
         for n, (verb, path) in enumerate(calls, 1):
             await connection.send(request(verb, f"/v1.0/invoke/myapp/method{path}", b"x" * 100))

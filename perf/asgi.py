@@ -25,7 +25,12 @@ async def read_body(receive: Receive) -> bytes:
 
 
 async def respond(send: Send, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers if headers is not None else _JSON})
+    """A whole answer with its ``Content-Length``, as web frameworks (and Go's ``net/http`` for a small body)
+    send one; without it uvicorn sends it chunked, head and body in two writes, a framing few apps use."""
+    framed = [*(headers if headers is not None else _JSON)]
+    if status not in (204, 304):
+        framed.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": framed})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -37,9 +37,12 @@ _PASS_THROUGH = (*CLIENT_MISTAKES, OperationFailed)
 _NO_PREFIX = KeyPrefixer("none", "", ComponentContext())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ComponentCall:
-    """What a layer is told about one component call: which block, component, operation and item."""
+    """What a layer is told about one component call: which block, component, operation and item.
+
+    Made for every component call that has layers, so not frozen: a frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__`` (1.5 us per call here, 0.6 us for this one); layers only read it."""
 
     block: Block[Any, Any]
     operation: Operation

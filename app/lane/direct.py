@@ -92,10 +92,12 @@ class DirectCall:
         metrics: DaprMetrics | None = None,
         hop: bool = False,
         responded: Responded | None = None,
+        caller: tuple[bytes, bytes] | None = None,
     ) -> bool:
-        """Makes the call when it can be made at once; ``False``: nothing was sent (serve it the general way)."""
+        """Makes the call when it can be made at once; ``False``: nothing was sent (serve it the general way).
+        ``caller``: a hop's caller namespace and app id, when found already (``HopApp.admit``)."""
         scope = cycle.scope
-        plan = invoker.block.direct(raw_target, method, cycle.method, scope["headers"], hop)
+        plan = invoker.block.direct(raw_target, method, cycle.method, scope["headers"], hop, caller)
         if plan is None:
             return False
         chunks = cycle.chunks

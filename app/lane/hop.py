@@ -19,7 +19,6 @@ from app.lane.cycle import LaneCycle
 from app.lane.direct import DirectCall, Responded
 from app.lane.relay import serve_refusal, write_response
 from building_blocks.invocation.body import SMALL_BODY
-from building_blocks.invocation.headers import CALLER_ID, first
 
 if TYPE_CHECKING:
     from app.invocation.hop_server import HopApp
@@ -84,15 +83,18 @@ class HopLane:
         if isinstance(admitted, Response):
             refuse = serve_refusal(admitted)
             return LaneCycle(protocol, scope, {}, refuse, protocol.parser.should_keep_alive(), eager=True)
-        target, invoked = admitted
+        target, invoked, caller = admitted
         params = {"target": target, "method": invoked}
         cycle = LaneCycle(protocol, scope, params, self._serve, protocol.parser.should_keep_alive())
-        cycle.direct = self._direct
+        cycle.direct = lambda cycle: self._direct(cycle, caller)
         return cycle
 
-    def _direct(self, cycle: LaneCycle) -> bool:
+    def _direct(self, cycle: LaneCycle, found: tuple[bytes, bytes]) -> bool:
         """The hop delivered from the protocol's callbacks when it can be (``app.lane.direct``), counted as
-        ``app.observability.hop.serve_hop`` counts it (traced hops take the general path)."""
+        ``app.observability.hop.serve_hop`` counts it (traced hops take the general path). ``found``: the
+        caller's namespace and app id ``admit`` found, not looked for twice more (here and by the block):
+        1.3 µs -> 0.3 µs per hop."""
+        params = cycle.params
         runtime = self.app.runtime
         invoker = runtime.invocation
         observability = runtime.observability
@@ -104,14 +106,15 @@ class HopLane:
                 return False
             metrics = observability.metrics
             if metrics is not None:
-                caller = first(cycle.scope["headers"], CALLER_ID).decode("latin-1")
+                caller = found[1].decode("latin-1")
 
                 def responded(status: int) -> None:
                     metrics.invocation_received(caller)
                     metrics.invocation_responded(caller, status)
 
-        params = cycle.params
-        return DirectCall.start(cycle, invoker, params["target"], params["method"], hop=True, responded=responded)
+        return DirectCall.start(
+            cycle, invoker, params["target"], params["method"], hop=True, responded=responded, caller=found
+        )
 
     async def _serve(self, cycle: LaneCycle) -> None:
         params = cycle.params

@@ -83,7 +83,8 @@ async def test_answers_are_the_asgi_lanes_byte_for_byte(side: Served) -> None:
     await _save(side, "plain", '{"a": 1}')
     await _save(side, "ttl", '"soon"', ', "metadata": {"ttlInSeconds": "1000"}')
     await side.redis.set("nowapp||wrong-type", "a string, not the store's hash")  # the read script's error text
-    for key in ("plain", "missing", "wrong-type", "ttl"):
+    await side.redis.hset("nowapp||text-etag", mapping={"data": '"x"', "version": "v-1"})  # another writer's
+    for key in ("plain", "missing", "wrong-type", "ttl", "text-etag"):
         side.general.clear()
         lane, asgi = await side.get(side.lane, key), await side.get(side.asgi, key)
         assert side.general == [key], "the lane's get was made from callbacks; the ASGI lane's by StateBlock.get"
@@ -93,6 +94,7 @@ async def test_answers_are_the_asgi_lanes_byte_for_byte(side: Served) -> None:
             asgi.headers = [h for h in asgi.headers if h[0] != b"metadata.ttlexpiretime"]
         assert lane.wire() == asgi.wire()
     assert (await side.get(side.lane, "plain")).body == b'{"a":1}'
+    assert (await side.get(side.lane, "text-etag")).header(b"etag") == b"v-1"
     assert (await side.get(side.lane, "wrong-type")).status == 500
 
 

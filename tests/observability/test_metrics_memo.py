@@ -129,3 +129,36 @@ def test_histogram_count_is_every_observation() -> None:
     assert 'h_bucket{k="a",le="+Inf"} 9\n' in text and 'h_count{k="a"} 9\n' in text
     assert 'h_bucket{k="b",le="10"} 1\n' in text and 'h_count{k="b"} 1\n' in text
     assert 'h_sum{k="b"} 3\n' in text
+
+
+_HOP_RULES = MetricsSpec(
+    rules=(
+        MetricRuleSpec(
+            "dapr_runtime_service_invocation_req_recv_total", (MetricLabelSpec("src_app_id", (("app", "app[0-9]+"),)),)
+        ),
+        MetricRuleSpec(
+            "dapr_runtime_service_invocation_res_sent_total", (MetricLabelSpec("status", (("5xx", "5.."),)),)
+        ),
+    )
+)
+
+
+@pytest.mark.parametrize("name", [*SPECS, "hop-rules"])
+def test_a_hop_served_is_counted_as_received_then_responded(name: str) -> None:
+    """``invocation_served`` (the lane's one call per hop) writes what ``invocation_received`` and
+    ``invocation_responded`` write, byte for byte, label rules included."""
+    spec = _HOP_RULES if name == "hop-rules" else SPECS[name]
+    combined, plain = DaprMetrics("app", "default", spec), DaprMetrics("app", "default", spec)
+    rng = random.Random(11)
+    callers = ("caller", "app1", "app22", "", '"q\\uo', "ünï")
+    for _ in range(2000):
+        caller, status = rng.choice(callers), rng.choice((200, 204, 404, 500, 503))
+        combined.invocation_served(caller, status)
+        plain.invocation_received(caller)
+        plain.invocation_responded(caller, status)
+    text = combined.exposition()
+    assert text == plain.exposition()
+    assert "dapr_runtime_service_invocation_req_recv_total" in text
+    assert "dapr_runtime_service_invocation_res_sent_total" in text
+    if name == "hop-rules":  # the rules applied on both ways
+        assert 'src_app_id="app"}' in text and 'status="5xx"}' in text and 'src_app_id="app1"' not in text

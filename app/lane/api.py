@@ -73,17 +73,21 @@ class ApiLane:
         plain, metrics = door.lane_metrics()
         if not plain:
             return None
-        try:
-            parsed = httptools.parse_url(url)
-        except httptools.HttpParserInvalidURLError:
-            return None
-        raw_path: bytes | None = parsed.path
+        raw_path: bytes | None
+        if url[:1] == b"/" and b"?" not in url and b"#" not in url:  # a path alone: what the URL parser gives
+            raw_path, query = url, b""
+        else:
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                return None
+            raw_path, query = parsed.path, parsed.query or b""
         if raw_path is None or not raw_path.isascii():
             return None  # uvicorn's own refusal on the ASGI lane
         scope: dict[str, Any] = protocol.scope  # type: ignore[assignment]  # uvicorn's TypedDict, extended
         method = scope["method"] = method_bytes.decode("ascii")  # what uvicorn would set, then the door
         scope["raw_path"] = raw_path
-        scope["query_string"] = parsed.query or b""
+        scope["query_string"] = query
         admitted = door.admit(scope)
         if admitted is None:
             return None  # held until the runtime settles: the ASGI lane waits

@@ -569,7 +569,8 @@ class _CallNow:
             return
         data = bytes(buffer)
         buffer.clear()
-        stream._maybe_resume_transport()
+        if stream._paused:
+            stream._maybe_resume_transport()
         connection = self.connection
         parser = connection._hiredis
         assert parser is not None
@@ -582,7 +583,8 @@ class _CallNow:
             else:
                 self._wait()
             return
-        self._settled()
+        if connection._waiting is self:  # settled
+            connection._waiting = None
         if reader.has_data() or type(answer) is hiredis.PushNotification:
             # not this call's reply alone (RESP3 sends out-of-band messages only to connections that ask for them)
             self._dropped()
